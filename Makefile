@@ -1,0 +1,32 @@
+# One command sets up and runs; one sets up and tests. Both build the venv on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Portable llama.cpp build: the default -march=native build crashed with "Illegal
+# instruction" on our CI machines. pip caches the built wheel, so only the first set-up
+# on a machine compiles (about 7 minutes on 2 cores).
+PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+
+.PHONY: setup demo test bench doctor clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	CMAKE_ARGS="$(PORTABLE_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/tierflow run ticket_triage --input @samples/ticket.txt --thread demo-$$(date +%s)
+
+test: setup
+	$(PY) -m pytest -q -rs
+
+bench: setup
+	$(PY) -m evals.bench.embedded
+
+doctor: setup
+	$(VENV)/bin/tierflow doctor
+
+clean:
+	rm -rf $(VENV) .tierflow

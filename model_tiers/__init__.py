@@ -1,0 +1,68 @@
+"""model_tiers: which model runs a step, at what price, and what it cost.
+
+Nothing in this package imports from agents, graphs, tools or evals.
+"""
+
+from model_tiers.config import (
+    DEFAULT_CONFIG,
+    TierRunContext,
+    apply_run_context,
+    config_from_mapping,
+    load_tier_config,
+)
+from model_tiers.errors import (
+    BudgetExceeded,
+    ConfigError,
+    InvalidModelOutput,
+    MissingCredential,
+    MissingDependency,
+    NetworkBlocked,
+    TierflowError,
+    TierUnreachable,
+)
+from model_tiers.ledger import LedgerSummary, TierTotals, Usage, estimate_tokens, summarize
+from model_tiers.providers import build_chat_model
+from model_tiers.registry import ModelReply, TierRegistry, is_unreachable_error
+from model_tiers.spec import (
+    ROLES,
+    Budget,
+    Capabilities,
+    EscalationPolicy,
+    Role,
+    RoutingPolicy,
+    TierConfig,
+    TierSpec,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ROLES",
+    "Budget",
+    "BudgetExceeded",
+    "Capabilities",
+    "ConfigError",
+    "EscalationPolicy",
+    "InvalidModelOutput",
+    "LedgerSummary",
+    "MissingCredential",
+    "MissingDependency",
+    "ModelReply",
+    "NetworkBlocked",
+    "Role",
+    "RoutingPolicy",
+    "TierConfig",
+    "TierRegistry",
+    "TierRunContext",
+    "TierSpec",
+    "TierTotals",
+    "TierUnreachable",
+    "TierflowError",
+    "Usage",
+    "apply_run_context",
+    "build_chat_model",
+    "config_from_mapping",
+    "estimate_tokens",
+    "is_unreachable_error",
+    "load_tier_config",
+    "summarize",
+]

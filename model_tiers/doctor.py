@@ -1,0 +1,102 @@
+"""`tierflow doctor`: probe every configured tier and say how to fix what is broken."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+from langchain_core.messages import HumanMessage
+from pydantic import BaseModel
+
+from model_tiers.errors import TierflowError
+from model_tiers.providers import DEFAULT_OLLAMA_URL, api_key_for
+from model_tiers.registry import TierRegistry
+from model_tiers.spec import TierConfig, TierSpec
+
+__all__ = ["TierCheck", "diagnose"]
+
+_PACKAGES = {
+    "ollama": [("langchain_ollama", "langchain-ollama")],
+    "openai": [("langchain_openai", "langchain-openai")],
+    "embedded": [("llama_cpp", "tierflow[embedded]")],
+}
+
+
+@dataclass(frozen=True)
+class TierCheck:
+    tier: str
+    provider: str
+    model: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+class _Probe(BaseModel):
+    answer: str
+
+
+def _reachability(spec: TierSpec, env: Mapping[str, str]) -> tuple[bool, str, str]:
+    timeout = min(spec.timeout_s, 5.0)
+    try:
+        if spec.provider == "ollama":
+            base = (spec.base_url or DEFAULT_OLLAMA_URL).rstrip("/")
+            tags = httpx.get(f"{base}/api/tags", timeout=timeout).raise_for_status().json()
+            names = {m.get("name") for m in tags.get("models", [])} | {m.get("model") for m in tags.get("models", [])}
+            if spec.model not in names and f"{spec.model}:latest" not in names:
+                return False, f"model '{spec.model}' not on the server", f"run: ollama pull {spec.model}"
+            return True, f"{base} serves {spec.model}", ""
+        if spec.provider == "openai":
+            key = api_key_for(spec, env)
+            base = (spec.base_url or "https://api.openai.com/v1").rstrip("/")
+            httpx.get(
+                f"{base}/models", headers={"Authorization": f"Bearer {key}"}, timeout=timeout
+            ).raise_for_status()
+            return True, f"{base} answers", ""
+    except TierflowError as err:
+        return False, str(err), "set the variable it names"
+    except httpx.HTTPError as err:
+        where = spec.base_url or ("OLLAMA_HOST" if spec.provider == "ollama" else "OPENAI_BASE_URL")
+        return False, f"{type(err).__name__}: {err}", f"start the server or fix base_url ({where})"
+    return True, "in-process", ""
+
+
+def _check(registry: TierRegistry, spec: TierSpec, env: Mapping[str, str], probe: bool) -> TierCheck:
+    def result(ok: bool, detail: str, fix: str = "") -> TierCheck:
+        return TierCheck(spec.name, spec.provider, spec.model, ok, detail, fix)
+
+    for module, package in _PACKAGES.get(spec.provider, []):
+        if importlib.util.find_spec(module) is None:
+            return result(False, f"package for '{module}' not installed", f"pip install '{package}'")
+    ok, detail, fix = _reachability(spec, env)
+    if not ok or not probe:
+        return result(ok, detail, fix)
+    try:
+        reply = registry.call(
+            spec.name, [HumanMessage("Reply with a JSON object whose 'answer' is the word ok.")], schema=_Probe
+        )
+    except TierflowError as err:
+        return result(False, f"structured-output probe failed: {err}", _fix_for(err))
+    u = reply.usage
+    return result(True, f"{detail}; structured output ok ({u.latency_s:.2f}s, {u.output_tokens} tokens)")
+
+
+def _fix_for(err: TierflowError) -> str:
+    name = type(err).__name__
+    return {
+        "TierUnreachable": "start the server, fix base_url, or raise timeout_s",
+        "InvalidModelOutput": "set capabilities.structured_output to a method this server supports",
+        "MissingCredential": "set the API key variable",
+        "MissingDependency": "install the package it names",
+        "ConfigError": "fix tiers.toml as the message says",
+    }.get(name, "see the message")
+
+
+def diagnose(config: TierConfig, *, env: Mapping[str, str] | None = None, probe: bool = True) -> list[TierCheck]:
+    """Check every tier: package installed, key set, endpoint reachable, structured output works."""
+    env = os.environ if env is None else env
+    registry = TierRegistry(config, env=env)
+    return [_check(registry, spec, env, probe) for spec in config.tiers]

@@ -1,0 +1,97 @@
+"""One exception hierarchy for tierflow.
+
+The split follows what the caller should do about it:
+
+* ``ConfigError`` / ``MissingDependency`` / ``MissingCredential``: a developer or operator
+  must change something (a file, an install, an environment variable). Never retried.
+* ``TierUnreachable``: the model endpoint did not answer (refused, timed out, 5xx). The
+  escalation engine treats it as a *fault* and falls through to the next tier.
+* ``InvalidModelOutput``: the model answered but the answer does not fit the contract
+  (bad JSON, wrong schema, unknown tool). The verifier records it as a failed verdict.
+* ``BudgetExceeded``: a run budget is spent; the budget policy decides what happens.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TierflowError",
+    "ConfigError",
+    "MissingDependency",
+    "MissingCredential",
+    "TierUnreachable",
+    "InvalidModelOutput",
+    "BudgetExceeded",
+    "NetworkBlocked",
+]
+
+
+class TierflowError(Exception):
+    """Base class of every error tierflow raises on purpose."""
+
+
+class ConfigError(TierflowError, ValueError):
+    """A configuration file, environment override or run context is invalid.
+
+    ``source`` names where the bad value came from (a file path, ``env:VAR`` or
+    ``run context``) so the message can say exactly what to fix.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class MissingDependency(TierflowError, ImportError):
+    """A provider needs an optional package that is not installed."""
+
+    def __init__(self, package: str, *, extra: str | None = None, purpose: str = "") -> None:
+        self.package = package
+        self.extra = extra
+        hint = f"pip install 'tierflow[{extra}]'" if extra else f"pip install {package}"
+        what = f" for {purpose}" if purpose else ""
+        super().__init__(f"the package '{package}' is needed{what} but is not installed; run: {hint}")
+
+
+class MissingCredential(TierflowError):
+    """A tier needs an API key that is not set in the environment."""
+
+    def __init__(self, tier: str, env_var: str) -> None:
+        self.tier = tier
+        self.env_var = env_var
+        super().__init__(
+            f"tier '{tier}' needs an API key: set the environment variable {env_var} "
+            f"(or point the tier at another variable with api_key_env in tiers.toml)"
+        )
+
+
+class TierUnreachable(TierflowError):
+    """The tier's endpoint did not answer in time or refused the call."""
+
+    def __init__(self, tier: str, reason: str) -> None:
+        self.tier = tier
+        self.reason = reason
+        super().__init__(f"tier '{tier}' is unreachable: {reason}")
+
+
+class InvalidModelOutput(TierflowError):
+    """The model answered, but not in the shape that was asked for."""
+
+    def __init__(self, tier: str, reason: str, *, raw: str = "") -> None:
+        self.tier = tier
+        self.reason = reason
+        self.raw = raw
+        super().__init__(f"tier '{tier}' returned invalid output: {reason}")
+
+
+class BudgetExceeded(TierflowError):
+    """A per-run budget (cost or frontier calls) would be exceeded by the next call."""
+
+    def __init__(self, what: str, limit: float, spent: float) -> None:
+        self.what = what
+        self.limit = limit
+        self.spent = spent
+        super().__init__(f"budget exceeded: {what} limit {limit:g}, already spent {spent:g}")
+
+
+class NetworkBlocked(TierflowError, RuntimeError):
+    """A test tried to open a network connection while the kill switch was on."""

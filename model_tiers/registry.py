@@ -1,0 +1,170 @@
+"""`TierRegistry`: ask for a tier by name, call it, get the answer and its `Usage` record.
+
+Every model call in tierflow goes through `TierRegistry.call`, so every call is accounted
+the same way, whatever the provider, and provider failures become typed errors:
+`TierUnreachable` (a fault: fall through to the next tier) or `InvalidModelOutput` (a
+misbehaving model: the verifier's business).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import BaseModel, ValidationError
+
+from model_tiers.errors import InvalidModelOutput, TierflowError, TierUnreachable
+from model_tiers.ledger import Usage, estimate_tokens
+from model_tiers.providers import build_chat_model
+from model_tiers.providers._tool_calling import messages_as_text
+from model_tiers.spec import TierConfig, TierSpec
+
+__all__ = ["TierRegistry", "ModelReply", "is_unreachable_error"]
+
+OutputKind = Literal["text", "structured", "tools"]
+
+# Exception class names (anywhere in the MRO) that mean "the endpoint did not answer".
+# Matched by name so this module needs none of the optional provider packages.
+_UNREACHABLE_NAMES = frozenset(
+    {
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "TimeoutException",
+        "RemoteProtocolError",
+        "APIConnectionError",
+        "APITimeoutError",
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "NotFoundError",
+    }
+)
+
+
+def is_unreachable_error(exc: BaseException) -> bool:
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & _UNREACHABLE_NAMES:
+        return True
+    # The ollama client raises ResponseError with the HTTP status for server-side failures.
+    status = getattr(exc, "status_code", None)
+    return "ResponseError" in names and isinstance(status, int) and (status >= 500 or status == 404)
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """What one call produced: the parsed value, the raw message and its ledger record."""
+
+    value: Any
+    message: AIMessage
+    usage: Usage
+
+
+def _message_usage(spec: TierSpec, message: AIMessage, prompt: Sequence[BaseMessage], latency: float) -> Usage:
+    meta = message.usage_metadata or {}
+    if meta.get("input_tokens") or meta.get("output_tokens"):
+        return Usage.for_call(
+            spec,
+            input_tokens=int(meta.get("input_tokens", 0)),
+            output_tokens=int(meta.get("output_tokens", 0)),
+            latency_s=latency,
+        )
+    return Usage.for_call(
+        spec,
+        input_tokens=estimate_tokens(messages_as_text(prompt)),
+        output_tokens=estimate_tokens(messages_as_text([message])),
+        latency_s=latency,
+        tokens_estimated=True,
+    )
+
+
+class TierRegistry:
+    """Builds each tier's chat model once, lazily, and runs accounted calls on it."""
+
+    def __init__(self, config: TierConfig, *, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self._env = dict(os.environ if env is None else env)
+        self._models: dict[str, BaseChatModel] = {}
+        self._slots = {t.name: threading.BoundedSemaphore(t.max_concurrency) for t in config.tiers}
+        self._lock = threading.Lock()
+
+    def spec(self, tier: str) -> TierSpec:
+        return self.config.tier(tier)
+
+    def model(self, tier: str) -> BaseChatModel:
+        with self._lock:
+            if tier not in self._models:
+                self._models[tier] = build_chat_model(self.spec(tier), env=self._env)
+            return self._models[tier]
+
+    def set_model(self, tier: str, model: BaseChatModel) -> None:
+        """Use `model` for `tier` (tests inject scripted models this way)."""
+        self.spec(tier)
+        with self._lock:
+            self._models[tier] = model
+
+    def call(
+        self,
+        tier: str,
+        messages: Sequence[BaseMessage],
+        *,
+        schema: type[BaseModel] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = "auto",
+    ) -> ModelReply:
+        """One accounted call. `schema` -> a validated instance; `tools` -> tool calls; else text."""
+        spec = self.spec(tier)
+        model = self.model(tier)
+        started = time.perf_counter()
+        with self._slots[tier]:
+            try:
+                value, message = self._invoke(spec, model, list(messages), schema, tools, tool_choice)
+            except TierflowError:
+                raise
+            except Exception as exc:
+                if is_unreachable_error(exc):
+                    raise TierUnreachable(tier, f"{type(exc).__name__}: {exc}") from exc
+                if isinstance(exc, (ValidationError, json.JSONDecodeError, ValueError, KeyError)):
+                    raise InvalidModelOutput(tier, f"{type(exc).__name__}: {exc}") from exc
+                raise
+        usage = _message_usage(spec, message, messages, time.perf_counter() - started)
+        return ModelReply(value=value, message=message, usage=usage)
+
+    def _invoke(
+        self,
+        spec: TierSpec,
+        model: BaseChatModel,
+        messages: list[BaseMessage],
+        schema: type[BaseModel] | None,
+        tools: Sequence[Any] | None,
+        tool_choice: str | None,
+    ) -> tuple[Any, AIMessage]:
+        if schema is not None:
+            runnable = model.with_structured_output(
+                schema, method=spec.capabilities.structured_output, include_raw=True
+            )
+            out = runnable.invoke(messages)
+            raw = out["raw"]
+            if out.get("parsing_error") is not None or out.get("parsed") is None:
+                text = raw.content if isinstance(raw.content, str) else json.dumps(raw.content)
+                reason = out.get("parsing_error") or "no structured output in the reply"
+                raise InvalidModelOutput(spec.name, str(reason)[:500], raw=text[:2000])
+            return out["parsed"], raw
+        if tools:
+            if not spec.capabilities.tools:
+                raise InvalidModelOutput(spec.name, "this tier does not support tool calls")
+            message = model.bind_tools(list(tools), tool_choice=tool_choice).invoke(messages)
+            return list(message.tool_calls), message
+        message = model.invoke(messages)
+        text = message.content if isinstance(message.content, str) else json.dumps(message.content)
+        return text, message

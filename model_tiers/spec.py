@@ -1,0 +1,173 @@
+"""Typed configuration: one tier, the ladder of tiers, the escalation policy and budgets."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Provider",
+    "StructuredOutputMethod",
+    "Role",
+    "ROLES",
+    "RoutingPolicy",
+    "Capabilities",
+    "TierSpec",
+    "EscalationPolicy",
+    "Budget",
+    "TierConfig",
+]
+
+Provider = Literal["embedded", "ollama", "openai", "scripted", "replay"]
+StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
+Role = Literal["plan", "classify", "extract", "tool", "verify", "respond", "judge"]
+ROLES: tuple[str, ...] = ("plan", "classify", "extract", "tool", "verify", "respond", "judge")
+RoutingPolicy = Literal["tiered", "all-slm", "all-frontier"]
+
+# Providers whose models run on hardware we control; only these may see `local_only` data.
+_LOCAL_PROVIDERS = frozenset({"embedded", "ollama", "scripted", "replay"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Capabilities(_Strict):
+    """What a tier can do; decides how structured output and tools are requested."""
+
+    tools: bool = True
+    # llama.cpp's OpenAI server answers HTTP 500 to response_format=json_schema, so the
+    # method must be declared per tier rather than assumed.
+    structured_output: StructuredOutputMethod = "json_schema"
+    context_window: int = Field(default=8192, gt=0)
+    logprobs: bool = False
+
+
+class TierSpec(_Strict):
+    """One model tier: where it runs, what it costs and what it can do."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    provider: Provider
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    # The *name* of the environment variable holding the key, never the key itself.
+    api_key_env: str | None = None
+    local: bool | None = None
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_output_tokens: int = Field(default=512, gt=0)
+    price_input_per_mtok: float = Field(default=0.0, ge=0)
+    price_output_per_mtok: float = Field(default=0.0, ge=0)
+    capabilities: Capabilities = Capabilities()
+    max_concurrency: int = Field(default=4, gt=0)
+    # Provider-specific settings (n_ctx / n_threads for embedded, replies for scripted...).
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_locality(self) -> "TierSpec":
+        if self.local is None:
+            object.__setattr__(self, "local", self.provider in _LOCAL_PROVIDERS)
+        return self
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """Cost in USD of one call with these token counts at this tier's prices."""
+        return (
+            input_tokens * self.price_input_per_mtok + output_tokens * self.price_output_per_mtok
+        ) / 1_000_000
+
+
+class EscalationPolicy(_Strict):
+    """What happens after the verifier fails a step."""
+
+    max_retries: int = Field(default=1, ge=0, le=10)
+    on_top_failure: Literal["interrupt", "fail"] = "interrupt"
+    # A step whose confidence is below this fails the verifier (when the tier reports one).
+    confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    judge_tier: str | None = None
+
+
+class Budget(_Strict):
+    """Per-run spending limits and what to do when one is reached."""
+
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    max_frontier_calls: int | None = Field(default=None, ge=0)
+    on_exhausted: Literal["stop", "interrupt", "cheaper_only"] = "stop"
+
+
+class TierConfig(_Strict):
+    """The ordered ladder of tiers (cheapest first), the role map and the policies."""
+
+    tiers: list[TierSpec] = Field(min_length=1)
+    roles: dict[Role, str]
+    policy: RoutingPolicy = "tiered"
+    escalation: EscalationPolicy = EscalationPolicy()
+    budget: Budget = Budget()
+
+    @model_validator(mode="after")
+    def _check_references(self) -> "TierConfig":
+        names = [t.name for t in self.tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        for role, tier in self.roles.items():
+            if tier not in names:
+                raise ValueError(
+                    f"role '{role}' points at tier '{tier}', which is not in the ladder "
+                    f"({', '.join(names)})"
+                )
+        missing = [r for r in ROLES if r not in self.roles]
+        if missing:
+            raise ValueError(f"roles without a tier: {', '.join(missing)}")
+        judge = self.escalation.judge_tier
+        if judge is not None and judge not in names:
+            raise ValueError(f"escalation.judge_tier '{judge}' is not in the ladder")
+        return self
+
+    # -- the ladder -----------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tiers]
+
+    @property
+    def frontier(self) -> TierSpec:
+        """The top of the ladder: what 'all-frontier' runs on."""
+        return self.tiers[-1]
+
+    @property
+    def cheapest(self) -> TierSpec:
+        return self.tiers[0]
+
+    def tier(self, name: str) -> TierSpec:
+        for spec in self.tiers:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"unknown tier '{name}'; the ladder has: {', '.join(self.names)}")
+
+    def rank(self, name: str) -> int:
+        return self.names.index(self.tier(name).name)
+
+    def start_tier(self, role: str) -> str:
+        """The tier a step of this role starts on, under the routing policy."""
+        if self.policy == "all-slm":
+            return self.cheapest.name
+        if self.policy == "all-frontier":
+            return self.frontier.name
+        return self.roles[role]  # type: ignore[index]
+
+    def ceiling(self, role: str) -> str:
+        """The highest tier a step of this role may escalate to, under the policy."""
+        if self.policy == "all-slm":
+            return self.cheapest.name
+        return self.frontier.name
+
+    def ladder_for(self, role: str, *, local_only: bool = False) -> list[TierSpec]:
+        """Tiers a step may run on, in escalation order, from its start to its ceiling."""
+        lo, hi = self.rank(self.start_tier(role)), self.rank(self.ceiling(role))
+        ladder = self.tiers[lo : hi + 1]
+        if local_only:
+            # A PII step whose start tier is remote still runs, on the local tiers below.
+            ladder = [t for t in ladder if t.local] or [
+                t for t in self.tiers[: hi + 1] if t.local
+            ]
+        return ladder
