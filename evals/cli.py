@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from graphs import cli as graphs_cli
 from model_tiers import cli as model_tiers_cli
 from model_tiers.errors import TierflowError
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     model_tiers_cli.register(sub)
+    graphs_cli.register(sub)
     return parser
 
 

@@ -16,7 +16,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ class TierRunContext:
     """
 
     policy: str | None = None
-    role_tiers: Mapping[str, str] = field(default_factory=dict)
+    role_tiers: dict[str, str] | None = None
     max_cost_usd: float | None = None
     max_frontier_calls: int | None = None
     on_budget_exhausted: str | None = None

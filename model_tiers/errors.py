@@ -76,10 +76,13 @@ class TierUnreachable(TierflowError):
 class InvalidModelOutput(TierflowError):
     """The model answered, but not in the shape that was asked for."""
 
-    def __init__(self, tier: str, reason: str, *, raw: str = "") -> None:
+    def __init__(self, tier: str, reason: str, *, raw: str = "", usage: object | None = None) -> None:
         self.tier = tier
         self.reason = reason
         self.raw = raw
+        # The ledger `Usage` of the call that produced the bad output, when there was one:
+        # a rejected answer still cost tokens.
+        self.usage = usage
         super().__init__(f"tier '{tier}' returned invalid output: {reason}")
 
 

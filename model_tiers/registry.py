@@ -98,6 +98,22 @@ class TierRegistry:
         self._slots = {t.name: threading.BoundedSemaphore(t.max_concurrency) for t in config.tiers}
         self._lock = threading.Lock()
 
+    def with_config(self, config: TierConfig) -> "TierRegistry":
+        """A registry for the same tiers under other policies (a run context's overrides).
+
+        Built models and concurrency slots are shared, which is only sound while the tier
+        specs themselves are unchanged; run contexts change policy, roles and budgets only.
+        """
+        if config.tiers != self.config.tiers:
+            raise ValueError("with_config may change policies and roles, not the tiers themselves")
+        other = TierRegistry.__new__(TierRegistry)
+        other.config = config
+        other._env = self._env
+        other._models = self._models
+        other._slots = self._slots
+        other._lock = self._lock
+        return other
+
     def spec(self, tier: str) -> TierSpec:
         return self.config.tier(tier)
 
@@ -128,7 +144,7 @@ class TierRegistry:
         started = time.perf_counter()
         with self._slots[tier]:
             try:
-                value, message = self._invoke(spec, model, list(messages), schema, tools, tool_choice)
+                value, message = self._invoke(spec, model, list(messages), schema, tools, tool_choice, started)
             except TierflowError:
                 raise
             except Exception as exc:
@@ -148,6 +164,7 @@ class TierRegistry:
         schema: type[BaseModel] | None,
         tools: Sequence[Any] | None,
         tool_choice: str | None,
+        started: float,
     ) -> tuple[Any, AIMessage]:
         if schema is not None:
             runnable = model.with_structured_output(
@@ -158,7 +175,12 @@ class TierRegistry:
             if out.get("parsing_error") is not None or out.get("parsed") is None:
                 text = raw.content if isinstance(raw.content, str) else json.dumps(raw.content)
                 reason = out.get("parsing_error") or "no structured output in the reply"
-                raise InvalidModelOutput(spec.name, str(reason)[:500], raw=text[:2000])
+                raise InvalidModelOutput(
+                    spec.name,
+                    str(reason)[:500],
+                    raw=text[:2000],
+                    usage=_message_usage(spec, raw, messages, time.perf_counter() - started),
+                )
             return out["parsed"], raw
         if tools:
             if not spec.capabilities.tools:

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,13 @@ from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_too
 
 __all__ = [
     "EMBEDDED_MODELS",
+    "NO_TOOL",
     "EmbeddedEngine",
     "EmbeddedChatModel",
     "get_engine",
     "resolve_model_path",
+    "tool_call_schema",
+    "tools_prompt",
 ]
 
 
@@ -115,6 +118,11 @@ class EmbeddedEngine:
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The GGUF file's key/value metadata (architecture, context length, chat template...)."""
+        return dict(self._llama.metadata)
+
     def chat(
         self,
         messages: list[dict[str, str]],
@@ -123,19 +131,99 @@ class EmbeddedEngine:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
-        """One chat completion (OpenAI-shaped dict), grammar-constrained when a schema is given."""
+        """One chat completion (OpenAI-shaped dict), grammar-constrained when a schema is given.
+
+        With `on_text`, the completion is decoded token by token and every text delta is
+        passed to it as it is produced (servers stream it); the return value is the same.
+        """
         if self.fold_system:
             messages = _fold_system(messages)
         grammar = _grammar(json.dumps(json_schema, sort_keys=True)) if json_schema else None
         with self._lock:
-            return self._llama.create_chat_completion(  # type: ignore[return-value]
-                messages=messages,  # type: ignore[arg-type]
-                grammar=grammar,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=stop,
-            )
+            if on_text is None:
+                return self._llama.create_chat_completion(  # type: ignore[return-value]
+                    messages=messages,  # type: ignore[arg-type]
+                    grammar=grammar,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stop=stop,
+                )
+            return self._streamed_chat(messages, grammar, max_tokens, temperature, stop, on_text)
+
+    def _streamed_chat(
+        self,
+        messages: list[dict[str, str]],
+        grammar: Any,
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None,
+        on_text: Callable[[str], None],
+    ) -> dict[str, Any]:
+        # Called with the lock held. The generator is always run to its end, so the context
+        # is never left half-used, even when `on_text` raises.
+        from llama_cpp import LogitsProcessorList
+
+        # llama.cpp streams no usage. The prompt length is the context length at the first
+        # sampling step; the context ends holding prompt + every generated token except the
+        # last one when the decode stopped at max_tokens (sampled, never fed back).
+        prompt_len: list[int] = []
+
+        def note_prompt_length(input_ids: Any, scores: Any) -> Any:
+            if not prompt_len:
+                prompt_len.append(len(input_ids))
+            return scores
+
+        chunks = self._llama.create_chat_completion(
+            messages=messages,  # type: ignore[arg-type]
+            grammar=grammar,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            stream=True,
+            logits_processor=LogitsProcessorList([note_prompt_length]),
+        )
+        parts: list[str] = []
+        finish_reason: str | None = None
+        completion_id = ""
+        callback_error: Exception | None = None
+        for chunk in chunks:  # type: ignore[union-attr]
+            completion_id = chunk.get("id", completion_id)
+            choice = chunk["choices"][0]
+            finish_reason = choice.get("finish_reason") or finish_reason
+            delta = choice.get("delta", {}).get("content")
+            if delta:
+                parts.append(delta)
+                if callback_error is None:
+                    try:
+                        on_text(delta)
+                    except Exception as err:  # re-raised below, once the decode is over
+                        callback_error = err
+        if callback_error is not None:
+            raise callback_error
+        text = "".join(parts)
+        in_context = self._llama.n_tokens + (1 if finish_reason == "length" else 0)
+        prompt_tokens = prompt_len[0] if prompt_len else in_context
+        completion_tokens = max(0, in_context - prompt_tokens)
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
 
 
 @lru_cache(maxsize=256)
@@ -190,10 +278,17 @@ def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     return out
 
 
-_NO_TOOL = "no_tool"
+# The pseudo-tool a model "calls" to answer in text when it may choose not to call a tool.
+NO_TOOL = "no_tool"
 
 
-def _tool_call_schema(tools: Sequence[dict[str, Any]], forced: str | None, allow_none: bool) -> dict[str, Any]:
+def tool_call_schema(tools: Sequence[dict[str, Any]], forced: str | None, allow_none: bool) -> dict[str, Any]:
+    """The JSON schema a tool-calling reply is decoded under (OpenAI-format `tools`).
+
+    `forced` names the one tool to call: the reply is then its bare arguments object.
+    Otherwise the reply is `{"name": ..., "arguments": {...}}` for one of the tools, or,
+    when `allow_none`, for the pseudo-tool `NO_TOOL` whose `arguments.reply` is plain text.
+    """
     chosen = [t for t in tools if forced is None or t["function"]["name"] == forced]
     if forced and not chosen:
         raise ValueError(f"tool_choice names '{forced}', which is not among the bound tools")
@@ -215,7 +310,7 @@ def _tool_call_schema(tools: Sequence[dict[str, Any]], forced: str | None, allow
             {
                 "type": "object",
                 "properties": {
-                    "name": {"const": _NO_TOOL},
+                    "name": {"const": NO_TOOL},
                     "arguments": {
                         "type": "object",
                         "properties": {"reply": {"type": "string"}},
@@ -228,7 +323,8 @@ def _tool_call_schema(tools: Sequence[dict[str, Any]], forced: str | None, allow
     return {"anyOf": options}
 
 
-def _tools_prompt(tools: Sequence[dict[str, Any]], forced: str | None, allow_none: bool) -> str:
+def tools_prompt(tools: Sequence[dict[str, Any]], forced: str | None, allow_none: bool) -> str:
+    """The system text that tells the model which tools exist and the reply shape to use."""
     lines = ["You can call these tools. Answer with JSON only."]
     for t in tools:
         fn = t["function"]
@@ -241,7 +337,7 @@ def _tools_prompt(tools: Sequence[dict[str, Any]], forced: str | None, allow_non
     else:
         lines.append('Reply as {"name": <tool name>, "arguments": {...}}.')
         if allow_none:
-            lines.append(f'If no tool fits, reply {{"name": "{_NO_TOOL}", "arguments": {{"reply": <text>}}}}.')
+            lines.append(f'If no tool fits, reply {{"name": "{NO_TOOL}", "arguments": {{"reply": <text>}}}}.')
     return "\n".join(lines)
 
 
@@ -283,8 +379,8 @@ class EmbeddedChatModel(ToolCallingChatModel):
         if tools and tool_choice != "none":
             forced = forced_tool_name(tools, tool_choice)
             allow_none = tool_choice in (None, "auto")
-            schema = _tool_call_schema(tools, forced, allow_none)
-            chat.insert(0, {"role": "system", "content": _tools_prompt(tools, forced, allow_none)})
+            schema = tool_call_schema(tools, forced, allow_none)
+            chat.insert(0, {"role": "system", "content": tools_prompt(tools, forced, allow_none)})
         completion = engine.chat(
             chat,
             json_schema=schema,
@@ -313,7 +409,7 @@ class EmbeddedChatModel(ToolCallingChatModel):
                     raw=text,
                 ) from None
             name, args = (forced, data) if forced else (data["name"], data["arguments"])
-            if name == _NO_TOOL:
+            if name == NO_TOOL:
                 content = str(args.get("reply", ""))
             else:
                 content = ""

@@ -1,0 +1,232 @@
+"""The step node (one per declared step) and the act node (executes verified tool calls).
+
+A step node makes exactly one attempt: it picks the tier the escalation state says, checks
+the budget, calls the model (or runs the action) and hands a *proposal* to the verifier.
+Retries and escalation are edges the verifier takes back to this node, never loops here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langgraph.types import Command, interrupt
+
+from agents.context import (
+    ServiceResolver,
+    Services,
+    as_jsonable,
+    current_item,
+    emit,
+    step_input,
+    step_needs,
+)
+from agents.escalation import budget_block, budget_state, cheaper_alternative, first_tier, usable_ladder
+from agents.prompts import step_messages
+from agents.spec import PlanItem, StepKind, StepSpec
+from model_tiers import InvalidModelOutput, TierflowError, TierUnreachable, Usage
+from model_tiers.providers._tool_calling import messages_as_text
+
+__all__ = ["make_step_node", "make_act_node", "new_attempt", "attempt_for", "is_yes", "VERIFY", "DISPATCH", "RESPONDER"]
+
+VERIFY, DISPATCH, RESPONDER, ACT, HUMAN_REVIEW = "verify", "dispatch", "responder", "act", "human_review"
+
+
+def new_attempt(item: PlanItem) -> dict[str, Any]:
+    return {"item_id": item.id, "tier": None, "tries": 0, "number": 0, "feedback": [], "faults": [], "approved_over_budget": None}
+
+
+def attempt_for(state: Mapping[str, Any], item: PlanItem) -> dict[str, Any]:
+    att = state.get("attempt")
+    if att and att.get("item_id") == item.id:
+        return {**att, "feedback": list(att["feedback"]), "faults": list(att["faults"])}
+    return new_attempt(item)
+
+
+def is_yes(answer: Any) -> bool:
+    if isinstance(answer, Mapping):
+        answer = answer.get("approve", answer.get("answer", answer.get("action")))
+    if isinstance(answer, bool):
+        return answer
+    return str(answer).strip().lower() in {"y", "yes", "approve", "approved", "true", "ok", "confirm"}
+
+
+def _stop(item: PlanItem, reason: str, events: list[dict[str, Any]]) -> Command:
+    event = {"type": "budget_stop", "step": item.step, "item_id": item.id, "reason": reason}
+    return Command(
+        goto=RESPONDER,
+        update={"status": "stopped", "failure": {"step": item.step, "reason": reason}, "events": [*events, event]},
+    )
+
+
+def _tools_for(spec: StepSpec, item: PlanItem, services: Services) -> list[Any]:
+    if services.toolbox is None:
+        raise TierflowError(f"step '{spec.name}' calls tools but the graph has no toolbox")
+    names = [item.tool] if item.tool else list(spec.tools)
+    return [services.toolbox.tools[n] for n in names if n in services.toolbox.tools]
+
+
+def _budget_gate(
+    spec: StepSpec, item: PlanItem, att: dict[str, Any], state: Mapping[str, Any], services: Services, needs: Any
+) -> tuple[str | None, Command | None, list[dict[str, Any]]]:
+    """Apply the budget policy before a call. Returns (tier to use, stop command, events)."""
+    cfg = services.registry.config
+    tier = att["tier"]
+    # Budgets are per run; a thread may hold earlier runs' ledger entries.
+    spent = budget_state(cfg, [u for u in state.get("ledger") or [] if u.get("run_id") == state.get("run_id")])
+    block = budget_block(cfg, spent, tier)
+    if block is None or att.get("approved_over_budget") == (tier, att["number"]):
+        return tier, None, []
+    policy = cfg.budget.on_exhausted
+    if policy == "cheaper_only":
+        alt = cheaper_alternative(cfg, spec.role, needs, tier)
+        if alt is not None and budget_block(cfg, spent, alt) is None:
+            event = {"type": "budget_downgrade", "step": item.step, "item_id": item.id, "from": tier, "to": alt, "reason": block}
+            return alt, None, [event]
+        return None, _stop(item, f"{block}; no cheaper tier can run '{item.step}'", []), []
+    if policy == "interrupt":
+        answer = interrupt(
+            {
+                "type": "budget",
+                "step": item.step,
+                "item_id": item.id,
+                "tier": tier,
+                "reason": block,
+                "question": f"The run's budget is spent ({block}). Allow one more call on '{tier}'? yes/no",
+            }
+        )
+        if is_yes(answer):
+            att["approved_over_budget"] = (tier, att["number"])
+            return tier, None, [{"type": "budget_approved", "step": item.step, "item_id": item.id, "tier": tier}]
+        return None, _stop(item, f"{block}; a human declined to go over budget", []), []
+    return None, _stop(item, block, []), []
+
+
+def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
+    """The node that runs one attempt of `spec` on the tier the escalation state names."""
+
+    def step_node(state: dict[str, Any], runtime: Any) -> Command:
+        services = resolve(runtime)
+        item = current_item(state)
+        inp = step_input(state, item, services)
+        att = attempt_for(state, item)
+        att["number"] += 1
+        base = {"item_id": item.id, "step": item.step, "attempt": att["number"]}
+
+        if spec.kind == StepKind.ACTION:
+            assert spec.run is not None
+            try:
+                proposal = {**base, "tier": None, "value": as_jsonable(spec.run(inp))}
+            except TierflowError as err:
+                proposal = {**base, "tier": None, "error_kind": "action_error", "error": str(err)}
+            return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
+
+        messages = step_messages(spec, inp, att["feedback"])
+        needs = step_needs(spec, messages_as_text(messages))
+        cfg = services.registry.config
+        if att["tier"] is None:
+            att["tier"] = first_tier(cfg, spec.role, needs)
+        if att["tier"] is None:
+            _, skipped = usable_ladder(cfg, spec.role, needs)
+            why = "; ".join(f"{t}: {r}" for t, r in skipped) or "the ladder is empty for this role"
+            proposal = {**base, "tier": None, "error_kind": "no_tier", "error": f"no tier can run this step ({why})"}
+            return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
+
+        tier, stop, events = _budget_gate(spec, item, att, state, services, needs)
+        if stop is not None:
+            return stop
+        att["tier"] = tier
+        base["tier"] = tier
+        try:
+            if spec.kind == StepKind.TOOL:
+                choice = item.tool or "any"
+                reply = services.registry.call(tier, messages, tools=_tools_for(spec, item, services), tool_choice=choice)
+                calls = reply.value
+                if not calls:
+                    raise InvalidModelOutput(tier, "the reply contains no tool call", usage=reply.usage)
+                value: Any = {"name": calls[0]["name"], "args": calls[0]["args"]}
+            else:
+                reply = services.registry.call(tier, messages, schema=spec.output_model)
+                value = as_jsonable(reply.value)
+            proposal = {**base, "value": value, "usage": reply.usage.model_dump()}
+        except TierUnreachable as err:
+            spec_t = cfg.tier(tier)
+            usage = Usage.for_call(spec_t, input_tokens=0, output_tokens=0, latency_s=0.0)
+            proposal = {**base, "error_kind": "fault", "error": str(err), "usage": usage.model_dump()}
+        except InvalidModelOutput as err:
+            usage_obj = err.usage if isinstance(err.usage, Usage) else None
+            proposal = {
+                **base,
+                "error_kind": "invalid",
+                "error": err.reason,
+                "raw": err.raw,
+                "usage": usage_obj.model_dump() if usage_obj else None,
+            }
+        emit(runtime, {"type": "model_call", **base, "error": proposal.get("error_kind")})
+        return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att, "events": events})
+
+    step_node.__name__ = f"step_{spec.name}"
+    return step_node
+
+
+def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
+    """Execute a verified tool call, after a human's yes where the toolbox asks for one.
+
+    A tool that refuses (a policy the verifier could not see) is a failed verdict: the same
+    escalation as the verifier's applies, through `on_refusal`.
+    """
+
+    def act(state: dict[str, Any], runtime: Any) -> Command:
+        services = resolve(runtime)
+        item = current_item(state)
+        proposal = state["proposal"]
+        call = proposal["value"]
+        toolbox = services.toolbox
+        assert toolbox is not None
+        name, args = call["name"], dict(call["args"])
+        confirm = toolbox.confirm.get(name)
+        question = confirm(args) if confirm else None
+        if question:
+            answer = interrupt({"type": "confirm", "step": item.step, "item_id": item.id, "action": {"name": name, "args": args}, "question": question})
+            if not is_yes(answer):
+                result = {"tool": name, "args": args, "status": "declined", "output": None}
+                event = {"type": "declined", "step": item.step, "item_id": item.id, "tool": name}
+                return Command(
+                    goto=DISPATCH,
+                    update={
+                        "results": {item.id: result},
+                        "decided_by": {item.id: "human"},
+                        "cursor": int(state.get("cursor", 0)) + 1,
+                        "attempt": None,
+                        "proposal": None,
+                        "events": [event],
+                    },
+                )
+        key = f"{state.get('run_id', '')}:{item.id}"
+        try:
+            output = toolbox.execute(name, args, key)
+        except TierflowError as err:
+            return on_refusal(state, runtime, f"the tool '{name}' refused: {err}")
+        result = {"tool": name, "args": args, "status": "done", "output": as_jsonable(output)}
+        event = {"type": "tool_executed", "step": item.step, "item_id": item.id, "tool": name, "write": name in toolbox.writes}
+        emit(runtime, event)
+        return Command(
+            goto=DISPATCH,
+            update={
+                "results": {item.id: result},
+                "decided_by": {item.id: proposal.get("tier") or "human"},
+                "cursor": int(state.get("cursor", 0)) + 1,
+                "attempt": None,
+                "proposal": None,
+                "events": [event],
+            },
+        )
+
+    return act
+
+
+def plan_items(steps: Sequence[Mapping[str, Any]], start: int) -> list[dict[str, Any]]:
+    return [
+        PlanItem(id=f"{start + i}:{s['step']}", step=s["step"], tool=s.get("tool"), instruction=s.get("instruction", "")).model_dump()
+        for i, s in enumerate(steps)
+    ]

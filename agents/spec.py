@@ -1,0 +1,122 @@
+"""Declarations of steps: what a step does, on which role, and how its output is checked.
+
+A `StepSpec` is pure data plus small functions; the graph builder turns each one into a
+LangGraph node. Steps never name a model: they name a role, and the tier ladder decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = [
+    "StepKind",
+    "PlanItem",
+    "StepInput",
+    "Check",
+    "StepSpec",
+    "ToolBox",
+]
+
+
+class StepKind(StrEnum):
+    PLAN = "plan"
+    CLASSIFY = "classify"
+    EXTRACT = "extract"
+    TOOL = "tool"
+    RESPOND = "respond"
+    ACTION = "action"  # deterministic code, no model call (retrieval, a fixed write...)
+
+
+class PlanItem(BaseModel):
+    """One entry of a run's plan: which declared step runs, and (for tool steps) with which tool."""
+
+    id: str
+    step: str
+    tool: str | None = None
+    instruction: str = ""
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """Everything a step may look at: the request, verified results so far, its plan item."""
+
+    request: str
+    results: Mapping[str, Any]
+    item: PlanItem
+    resources: Mapping[str, Any]
+    run_id: str = ""
+    decided_by: Mapping[str, str] = field(default_factory=dict)
+
+    def result_of(self, step: str) -> Any:
+        """The verified output of the latest plan item that ran `step` (None if none did)."""
+        for key in reversed(list(self.results)):
+            if key == step or key.endswith(f":{step}"):
+                return self.results[key]
+        return None
+
+
+# A check returns None when the value passes, else the reason it fails (fed back to the model).
+CheckFn = Callable[[Any, StepInput], str | None]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A deterministic domain check the verifier runs on a step's candidate output."""
+
+    name: str
+    fn: CheckFn
+
+    def __call__(self, value: Any, inp: StepInput) -> str | None:
+        return self.fn(value, inp)
+
+
+@dataclass(frozen=True)
+class ToolBox:
+    """The tools a graph offers its tool steps, and which of them need a human's yes first."""
+
+    tools: Mapping[str, Any]  # name -> langchain BaseTool (what a model is shown)
+    # execute(name, args, idempotency_key): runs the tool; writes apply once per key.
+    execute: Callable[[str, dict[str, Any], str], Any]
+    # name -> function(args) returning the question to ask, or None when no confirmation is needed
+    confirm: Mapping[str, Callable[[dict[str, Any]], str | None]] = field(default_factory=dict)
+    writes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One declared step of a workflow.
+
+    `output_model` is the pydantic schema the model must produce (structured output);
+    tool steps produce a tool call instead, action steps run `run` with no model at all.
+    """
+
+    name: str
+    kind: StepKind
+    role: str
+    instructions: str = ""
+    output_model: type[BaseModel] | None = None
+    prompt: Callable[[StepInput], str] | None = None
+    checks: tuple[Check, ...] = ()
+    tools: tuple[str, ...] = ()
+    run: Callable[[StepInput], Any] | None = None
+    local_only: bool = False
+    judge: bool = False
+    # Label steps report a self-assessed confidence the verifier can threshold.
+    confidence_field: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == StepKind.ACTION and self.run is None:
+            raise ValueError(f"action step '{self.name}' needs a run function")
+        if self.kind in (StepKind.PLAN, StepKind.CLASSIFY, StepKind.EXTRACT, StepKind.RESPOND) and self.output_model is None:
+            raise ValueError(f"{self.kind} step '{self.name}' needs an output_model")
+        if self.kind == StepKind.TOOL and not self.tools:
+            raise ValueError(f"tool step '{self.name}' needs at least one tool")
+
+    @property
+    def uses_model(self) -> bool:
+        return self.kind != StepKind.ACTION

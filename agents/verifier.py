@@ -1,0 +1,258 @@
+"""The verifier node and the human-review node: where a step passes, retries, climbs the
+ladder, or stops at a human.
+
+Checks run cheapest first: schema validity (already enforced when the proposal was parsed;
+a parse failure arrives here as `invalid`), the tool's argument schema, the graph's
+deterministic domain checks, the confidence threshold, then an optional LLM judge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.types import Command, interrupt
+from pydantic import BaseModel, Field, ValidationError
+
+from agents.context import ServiceResolver, as_jsonable, current_item, emit, step_input, step_needs
+from agents.escalation import Decision, after_failure, after_fault
+from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, attempt_for, plan_items
+from agents.prompts import user_prompt
+from agents.spec import PlanItem, StepInput, StepKind, StepSpec
+from model_tiers import TierflowError
+
+__all__ = ["make_verifier_node", "make_human_review_node", "JudgeVerdict", "step_node_name"]
+
+
+class JudgeVerdict(BaseModel):
+    ok: bool = Field(description="true only if the answer is correct, complete and grounded")
+    reason: str = Field(description="one sentence")
+
+
+def step_node_name(step: str) -> str:
+    return step
+
+
+def _ledger_entry(proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[str, Any], verdict: str, reason: str | None) -> list[dict[str, Any]]:
+    usage = proposal.get("usage")
+    if not usage:
+        return []
+    return [
+        {
+            **usage,
+            "run_id": state.get("run_id"),
+            "node": step_node_name(spec.name),
+            "step": proposal["item_id"],
+            "role": spec.role,
+            "attempt": proposal.get("attempt", 0),
+            "verdict": verdict,
+            "reason": reason,
+        }
+    ]
+
+
+def _tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], resolve_tools: Mapping[str, Any]) -> str | None:
+    allowed = [item.tool] if item.tool else list(spec.tools)
+    name = value.get("name")
+    if name not in allowed or name not in resolve_tools:
+        return f"unknown tool '{name}'; this step may call: {', '.join(allowed)}"
+    tool = resolve_tools[name]
+    schema = getattr(tool, "args_schema", None)
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:
+            schema.model_validate(value.get("args") or {})
+        except ValidationError as err:
+            first = err.errors()[0]
+            loc = ".".join(str(x) for x in first["loc"])
+            return f"arguments of '{name}' are invalid: {loc}: {first['msg']}"
+    return None
+
+
+def _judge(services: Any, spec: StepSpec, inp: StepInput, value: Any) -> tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Optional LLM judge. Returns (failure reason, ledger usages, events)."""
+    cfg = services.registry.config
+    tier = cfg.escalation.judge_tier or cfg.roles["judge"]
+    messages = [
+        SystemMessage("You review another model's answer for one step of a workflow. Be strict."),
+        HumanMessage(f"Step: {spec.name}\nInstructions: {spec.instructions}\n\n{user_prompt(spec, inp)}\n\nAnswer to review:\n{value}"),
+    ]
+    try:
+        reply = services.registry.call(tier, messages, schema=JudgeVerdict)
+    except TierflowError as err:
+        # An unusable judge is recorded, and the step keeps the verdict of the cheaper checks.
+        return None, [], [{"type": "judge_fault", "step": spec.name, "tier": tier, "reason": str(err)}]
+    usage = {**reply.usage.model_dump(), "role": "judge", "node": VERIFY, "verdict": "pass" if reply.value.ok else "fail"}
+    return (None if reply.value.ok else f"judge: {reply.value.reason}"), [usage], []
+
+
+def make_verifier_node(
+    steps: Mapping[str, StepSpec], resolve: ServiceResolver, default_plan: Sequence[PlanItem]
+) -> tuple[Any, Any]:
+    """Return (verify node, give_up function shared with the act node)."""
+
+    def escalate(state: Mapping[str, Any], runtime: Any, reason: str, *, fault: bool = False, extra: dict[str, Any] | None = None) -> Command:
+        services = resolve(runtime)
+        cfg = services.registry.config
+        item = current_item(state)
+        spec = steps[item.step]
+        proposal = state.get("proposal") or {}
+        att = attempt_for(state, item)
+        update: dict[str, Any] = dict(extra or {})
+        events = list(update.pop("events", []))
+        tier = att.get("tier")
+        if fault:
+            att["faults"].append({"tier": tier, "reason": reason})
+        else:
+            att["feedback"].append({"candidate": proposal.get("value"), "reason": reason, "tier": tier})
+            att["tries"] += 1
+        decision: Decision
+        if not spec.uses_model or tier is None:
+            decision = Decision("top", None, reason)
+        else:
+            inp = step_input(state, item, services)
+            needs = step_needs(spec, user_prompt(spec, inp))
+            decision = (after_fault if fault else after_failure)(cfg, spec.role, needs, tier, *(() if fault else (att["tries"],)))
+        event = {"type": decision.action, "step": item.step, "item_id": item.id, "from": tier, "to": decision.tier, "reason": reason}
+        emit(runtime, event)
+        events.append(event)
+        if decision.tier is not None:
+            if decision.tier != tier:
+                att["tier"], att["tries"] = decision.tier, 0
+            return Command(goto=step_node_name(item.step), update={**update, "attempt": att, "proposal": None, "events": events})
+        if spec.kind == StepKind.PLAN:
+            plan = [state["plan"][0], *plan_items([p.model_dump() for p in default_plan], start=1)]
+            events.append({"type": "default_plan", "step": item.step, "reason": reason})
+            return Command(goto=DISPATCH, update={**update, "plan": plan, "plan_source": "default", "cursor": 1, "attempt": None, "proposal": None, "events": events})
+        if cfg.escalation.on_top_failure == "interrupt":
+            return Command(goto=HUMAN_REVIEW, update={**update, "attempt": att, "events": events})
+        failure = {"step": item.step, "item_id": item.id, "reason": reason, "candidates": att["feedback"], "faults": att["faults"]}
+        return Command(goto=RESPONDER, update={**update, "attempt": att, "status": "failed", "failure": failure, "events": events})
+
+    def verify(state: dict[str, Any], runtime: Any) -> Command:
+        services = resolve(runtime)
+        cfg = services.registry.config
+        item = current_item(state)
+        spec = steps[item.step]
+        proposal = state["proposal"]
+        inp = step_input(state, item, services)
+        kind = proposal.get("error_kind")
+        if kind == "fault":
+            ledger = _ledger_entry(proposal, spec, state, "fault", proposal["error"])
+            return escalate(state, runtime, proposal["error"], fault=True, extra={"ledger": ledger})
+
+        reason: str | None = None
+        value = proposal.get("value")
+        usages: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        if kind is not None:
+            reason = f"{kind}: {proposal.get('error')}"
+        elif spec.kind == StepKind.TOOL:
+            tools = services.toolbox.tools if services.toolbox else {}
+            reason = _tool_reason(spec, item, value, tools)
+        parsed: Any = value
+        if reason is None and spec.output_model is not None:
+            try:
+                parsed = spec.output_model.model_validate(value)
+            except ValidationError as err:
+                reason = f"schema: {err.errors()[0]['msg']} at {err.errors()[0]['loc']}"
+        for check in spec.checks if reason is None else ():
+            try:
+                reason = check(parsed, inp)
+            except Exception as err:  # a crashing check is a recorded failure, not a crashed run
+                reason = f"check '{check.name}' raised {type(err).__name__}: {err}"
+            if reason:
+                reason = f"{check.name}: {reason}"
+                break
+        threshold = cfg.escalation.confidence_threshold
+        if reason is None and threshold is not None and spec.confidence_field:
+            conf = float(getattr(parsed, spec.confidence_field, 1.0))
+            if conf < threshold:
+                reason = f"confidence {conf:.2f} is below the threshold {threshold:.2f}"
+        if reason is None and spec.judge:
+            reason, usages, events = _judge(services, spec, inp, value)
+        verdict = "pass" if reason is None else "fail"
+        ledger = _ledger_entry(proposal, spec, state, verdict, reason) + usages
+        verdict_event = {"type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"), "verdict": verdict, "reason": reason}
+        emit(runtime, verdict_event)
+        events.append(verdict_event)
+        if reason is not None:
+            return escalate(state, runtime, reason, extra={"ledger": ledger, "events": events})
+        if spec.kind == StepKind.TOOL:
+            return Command(goto=ACT, update={"ledger": ledger, "events": events})
+        update: dict[str, Any] = {"ledger": ledger, "events": events, "attempt": None, "proposal": None}
+        if spec.kind == StepKind.PLAN:
+            update |= {"plan": [state["plan"][0], *plan_items(value["steps"], start=1)], "plan_source": "planner", "cursor": 1}
+        else:
+            update |= {
+                "results": {item.id: value},
+                "decided_by": {item.id: proposal.get("tier") or "code"},
+                "cursor": int(state.get("cursor", 0)) + 1,
+            }
+        return Command(goto=DISPATCH, update=update)
+
+    return verify, escalate
+
+
+def _coerce_review(answer: Any) -> tuple[str, Any]:
+    if isinstance(answer, Mapping) and answer.get("action") in {"approve", "edit", "reject"}:
+        return str(answer["action"]), answer.get("value")
+    return "edit", answer
+
+
+def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolver) -> Any:
+    """Pause for a human when the top tier failed; resume with approve / edit / reject."""
+
+    def human_review(state: dict[str, Any], runtime: Any) -> Command:
+        services = resolve(runtime)
+        item = current_item(state)
+        spec = steps[item.step]
+        att = state.get("attempt") or {}
+        candidates = [fb.get("candidate") for fb in att.get("feedback", [])]
+        answer = interrupt(
+            {
+                "type": "human_review",
+                "step": item.step,
+                "item_id": item.id,
+                "candidates": candidates,
+                "reasons": [fb.get("reason") for fb in att.get("feedback", [])],
+                "faults": att.get("faults", []),
+                "schema": spec.output_model.model_json_schema() if spec.output_model else None,
+                "error": state.get("review_error"),
+                "how_to_answer": '{"action": "approve"} (last candidate), {"action": "edit", "value": ...}, or {"action": "reject"}',
+            }
+        )
+        action, value = _coerce_review(answer)
+        if action == "reject":
+            failure = {"step": item.step, "item_id": item.id, "reason": "rejected by a human reviewer", "candidates": att.get("feedback", [])}
+            return Command(goto=RESPONDER, update={"status": "failed", "failure": failure, "events": [{"type": "human_reject", "step": item.step, "item_id": item.id}]})
+        if action == "approve" and value is None:
+            value = next((c for c in reversed(candidates) if c is not None), None)
+        try:
+            if spec.output_model is not None:
+                value = as_jsonable(spec.output_model.model_validate(value))
+            elif spec.kind == StepKind.TOOL:
+                tools = services.toolbox.tools if services.toolbox else {}
+                problem = _tool_reason(spec, item, value if isinstance(value, Mapping) else {}, tools)
+                if problem:
+                    raise ValueError(problem)
+        except (ValidationError, ValueError) as err:
+            return Command(goto=HUMAN_REVIEW, update={"review_error": f"the reviewed value is invalid: {err}"})
+        event = {"type": "human_decision", "step": item.step, "item_id": item.id, "action": action}
+        emit(runtime, event)
+        if spec.kind == StepKind.TOOL:
+            return Command(goto=ACT, update={"proposal": {**(state.get("proposal") or {}), "value": value, "tier": "human"}, "review_error": None, "events": [event]})
+        return Command(
+            goto=DISPATCH,
+            update={
+                "results": {item.id: value},
+                "decided_by": {item.id: "human"},
+                "cursor": int(state.get("cursor", 0)) + 1,
+                "attempt": None,
+                "proposal": None,
+                "review_error": None,
+                "events": [event],
+            },
+        )
+
+    return human_review

@@ -1,0 +1,204 @@
+"""One factory per role. Each returns a `StepSpec` bound to its role (never to a model),
+which the graph builder turns into a node followed by the verifier."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+
+from agents.spec import Check, PlanItem, StepInput, StepKind, StepSpec
+
+__all__ = [
+    "planner",
+    "classifier",
+    "extractor",
+    "tool_caller",
+    "responder",
+    "action",
+    "label_model",
+    "grounded_in_request",
+    "Plan",
+    "PlannedStep",
+    "default_plan",
+]
+
+
+class PlannedStep(BaseModel):
+    step: str = Field(description="name of one of the allowed steps")
+    tool: str | None = Field(default=None, description="for tool steps: the tool to call")
+    instruction: str = Field(default="", description="what this step must achieve, in one sentence")
+
+
+class Plan(BaseModel):
+    steps: list[PlannedStep] = Field(min_length=1, max_length=12)
+
+
+def planner(
+    name: str = "plan",
+    *,
+    allowed_steps: Sequence[str],
+    allowed_tools: Sequence[str] = (),
+    instructions: str,
+    prompt: Callable[[StepInput], str] | None = None,
+) -> StepSpec:
+    """The planning step (role `plan`): request -> typed plan over the allowed steps and tools."""
+    steps, tools = tuple(allowed_steps), tuple(allowed_tools)
+
+    def only_allowed(plan: Plan, _: StepInput) -> str | None:
+        for i, s in enumerate(plan.steps):
+            if s.step not in steps:
+                return f"plan step {i} uses '{s.step}', which is not an allowed step ({', '.join(steps)})"
+            if s.tool is not None and s.tool not in tools:
+                return f"plan step {i} uses tool '{s.tool}', which is not allowed ({', '.join(tools) or 'none'})"
+        return None
+
+    return StepSpec(
+        name=name,
+        kind=StepKind.PLAN,
+        role="plan",
+        instructions=instructions,
+        output_model=Plan,
+        prompt=prompt,
+        checks=(Check("plan uses only allowed steps and tools", only_allowed),),
+    )
+
+
+def label_model(name: str, labels: Sequence[str]) -> type[BaseModel]:
+    """A schema whose `label` is one of `labels` (an enum the grammar enforces) plus a confidence."""
+    if not labels:
+        raise ValueError("a classifier needs at least one label")
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        name,
+        label=(Literal[tuple(labels)], Field(description="one label from the allowed set")),
+        confidence=(float, Field(ge=0.0, le=1.0, description="how sure you are, 0 to 1")),
+    )
+
+
+def classifier(
+    name: str,
+    *,
+    labels: Sequence[str],
+    instructions: str,
+    prompt: Callable[[StepInput], str] | None = None,
+    checks: Iterable[Check] = (),
+    local_only: bool = False,
+) -> StepSpec:
+    """A label from a fixed set, with the model's confidence (role `classify`)."""
+    allowed = frozenset(labels)
+
+    def in_set(value: BaseModel, _: StepInput) -> str | None:
+        label = getattr(value, "label", None)
+        return None if label in allowed else f"label '{label}' is not one of the allowed labels"
+
+    return StepSpec(
+        name=name,
+        kind=StepKind.CLASSIFY,
+        role="classify",
+        instructions=instructions,
+        output_model=label_model(f"{name.title().replace('_', '')}Label", labels),
+        prompt=prompt,
+        checks=(Check("label in set", in_set), *checks),
+        local_only=local_only,
+        confidence_field="confidence",
+    )
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[\s,]+", " ", text.casefold()).strip()
+
+
+def grounded_in_request(*fields: str) -> Check:
+    """Every listed field that has a value must occur in the request text (no invented values)."""
+
+    def check(value: BaseModel, inp: StepInput) -> str | None:
+        haystack = _normalise(inp.request)
+        for f in fields:
+            v = getattr(value, f, None)
+            if v in (None, "", []):
+                continue
+            for item in v if isinstance(v, list) else [v]:
+                if _normalise(str(item)) not in haystack:
+                    return f"{f}='{item}' does not occur in the message; extract only values written in it"
+        return None
+
+    return Check(f"values occur in the input ({', '.join(fields)})", check)
+
+
+def extractor(
+    name: str,
+    *,
+    schema: type[BaseModel],
+    instructions: str,
+    prompt: Callable[[StepInput], str] | None = None,
+    checks: Iterable[Check] = (),
+    grounded_fields: Sequence[str] = (),
+    local_only: bool = False,
+) -> StepSpec:
+    """Fields of a pydantic schema, out of the input (role `extract`)."""
+    extra = (grounded_in_request(*grounded_fields),) if grounded_fields else ()
+    return StepSpec(
+        name=name,
+        kind=StepKind.EXTRACT,
+        role="extract",
+        instructions=instructions,
+        output_model=schema,
+        prompt=prompt,
+        checks=(*extra, *checks),
+        local_only=local_only,
+    )
+
+
+def tool_caller(
+    name: str,
+    *,
+    tools: Sequence[str],
+    instructions: str,
+    prompt: Callable[[StepInput], str] | None = None,
+    checks: Iterable[Check] = (),
+    local_only: bool = False,
+) -> StepSpec:
+    """Pick a tool and its arguments (role `tool`); validated, verified, then executed."""
+    return StepSpec(
+        name=name,
+        kind=StepKind.TOOL,
+        role="tool",
+        instructions=instructions,
+        prompt=prompt,
+        checks=tuple(checks),
+        tools=tuple(tools),
+        local_only=local_only,
+    )
+
+
+def responder(
+    name: str,
+    *,
+    schema: type[BaseModel],
+    instructions: str,
+    prompt: Callable[[StepInput], str] | None = None,
+    checks: Iterable[Check] = (),
+    judge: bool = False,
+) -> StepSpec:
+    """The reply to the customer (role `respond`), grounded in earlier verified results."""
+    return StepSpec(
+        name=name,
+        kind=StepKind.RESPOND,
+        role="respond",
+        instructions=instructions,
+        output_model=schema,
+        prompt=prompt,
+        checks=tuple(checks),
+        judge=judge,
+    )
+
+
+def action(name: str, run: Callable[[StepInput], Any], *, checks: Iterable[Check] = ()) -> StepSpec:
+    """Deterministic code as a step (retrieval, a fixed write): no model, still verified."""
+    return StepSpec(name=name, kind=StepKind.ACTION, role="tool", run=run, checks=tuple(checks))
+
+
+def default_plan(*steps: str) -> tuple[PlanItem, ...]:
+    return tuple(PlanItem(id=f"{i}:{s}", step=s) for i, s in enumerate(steps))

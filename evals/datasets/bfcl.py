@@ -1,0 +1,184 @@
+"""Function calling: BFCL v4 single-turn categories (simple_python, multiple, parallel,
+irrelevance).
+
+Question files are JSON Lines despite their ``.json`` name. The accepted answers live in a
+sibling ``possible_answer/`` folder under the same file name, one
+``{func_name: {param: [accepted values]}}`` per expected call; ``""`` in an accepted list
+means the parameter may be left out. Irrelevance files have no answers upstream: the
+right behaviour is to make no call, which is ``expected.calls == []`` here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .cases import Case, Dataset, DatasetFormatError, DatasetSource
+from ._files import existing_file, read_jsonl
+
+__all__ = [
+    "ChatMessage",
+    "FunctionDoc",
+    "ExpectedCall",
+    "FunctionCallInputs",
+    "FunctionCallExpected",
+    "FunctionCallCase",
+    "FunctionCallDataset",
+    "bfcl_category",
+    "load_bfcl",
+]
+
+_FILE_NAME = re.compile(r"^BFCL_v\d+_(?P<category>.+?)\.jsonl?$")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    content: str
+
+
+class FunctionDoc(BaseModel):
+    """A function the model may call: BFCL's JSON-Schema-like description, kept as given
+    (its type names are BFCL's: ``dict``, ``float``, ``tuple``, ``any``...)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def required(self) -> list[str]:
+        return list(self.parameters.get("required") or [])
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return dict(self.parameters.get("properties") or {})
+
+
+class ExpectedCall(BaseModel):
+    """One call the model must make: the function and, per parameter, every accepted value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    accepted_arguments: dict[str, list[Any]]
+
+
+class FunctionCallInputs(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    messages: list[ChatMessage]
+    functions: list[FunctionDoc]
+
+
+class FunctionCallExpected(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    category: str
+    # Empty for irrelevance: the only right answer is no call at all.
+    calls: list[ExpectedCall] = Field(default_factory=list)
+
+
+FunctionCallCase = Case[FunctionCallInputs, FunctionCallExpected]
+FunctionCallDataset = Dataset[FunctionCallInputs, FunctionCallExpected]
+
+
+def bfcl_category(path: Path) -> str:
+    """``BFCL_v4_simple_python.json`` -> ``simple_python``."""
+    match = _FILE_NAME.match(path.name)
+    if match is None:
+        raise DatasetFormatError(
+            path, "cannot tell the BFCL category from the file name; expected BFCL_v<N>_<category>.json"
+        )
+    return match["category"]
+
+
+def _messages(path: Path, line: int, question: Any) -> list[ChatMessage]:
+    if not isinstance(question, list) or not question or not all(isinstance(turn, list) for turn in question):
+        raise DatasetFormatError(path, "question must be a list of turns, each a list of messages", row=line)
+    if len(question) != 1:
+        raise DatasetFormatError(
+            path,
+            f"question has {len(question)} turns; only single-turn BFCL categories are supported",
+            row=line,
+        )
+    return [ChatMessage.model_validate(message) for message in question[0]]
+
+
+def _expected_calls(path: Path, line: int, ground_truth: Any) -> list[ExpectedCall]:
+    if not isinstance(ground_truth, list) or not ground_truth:
+        raise DatasetFormatError(path, "ground_truth must be a non-empty list of calls", row=line)
+    calls: list[ExpectedCall] = []
+    for entry in ground_truth:
+        if not (isinstance(entry, dict) and len(entry) == 1):
+            raise DatasetFormatError(path, f"each ground_truth entry must be {{func_name: {{...}}}}, got {entry!r}", row=line)
+        ((name, arguments),) = entry.items()
+        if not isinstance(arguments, dict) or not all(isinstance(v, list) for v in arguments.values()):
+            raise DatasetFormatError(path, f"arguments of {name!r} must map each param to a list of accepted values", row=line)
+        calls.append(ExpectedCall(name=name, accepted_arguments=arguments))
+    return calls
+
+
+def load_bfcl(
+    path: str | Path,
+    *,
+    answers_path: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> FunctionCallDataset:
+    """A BFCL question file plus its ``possible_answer/`` file (default: same name in the
+    ``possible_answer`` folder next to it). Irrelevance categories need no answer file."""
+    questions_path = existing_file(path, "BFCL question file")
+    category = bfcl_category(questions_path)
+    expects_no_call = "irrelevance" in category
+    answers: dict[str, list[ExpectedCall]] = {}
+    answers_file: Path | None = None
+    if not expects_no_call:
+        answers_file = existing_file(
+            answers_path if answers_path is not None else questions_path.parent / "possible_answer" / questions_path.name,
+            f"BFCL possible_answer file for {category!r} (pass answers_path=)",
+        )
+        for line, record in read_jsonl(answers_file):
+            if not isinstance(record, dict) or "id" not in record:
+                raise DatasetFormatError(answers_file, "each line must be {id, ground_truth}", row=line)
+            answers[record["id"]] = _expected_calls(answers_file, line, record.get("ground_truth"))
+
+    cases: list[FunctionCallCase] = []
+    for line, record in read_jsonl(questions_path):
+        if not isinstance(record, dict) or not {"id", "question", "function"} <= record.keys():
+            raise DatasetFormatError(questions_path, "each line must be {id, question, function}", row=line)
+        case_id = record["id"]
+        if expects_no_call:
+            calls: list[ExpectedCall] = []
+        elif case_id in answers:
+            calls = answers.pop(case_id)
+        else:
+            raise DatasetFormatError(questions_path, f"no possible answer for id {case_id!r} in {answers_file}", row=line)
+        cases.append(
+            FunctionCallCase(
+                id=case_id,
+                inputs=FunctionCallInputs(
+                    messages=_messages(questions_path, line, record["question"]),
+                    functions=[FunctionDoc.model_validate(doc) for doc in record["function"]],
+                ),
+                expected=FunctionCallExpected(category=category, calls=calls),
+                metadata={"line": line},
+            )
+        )
+    if answers:
+        raise DatasetFormatError(
+            answers_file or questions_path,
+            f"{len(answers)} answer id(s) have no question (e.g. {sorted(answers)[:3]}); are the two files from the same release?",
+        )
+    dataset = FunctionCallDataset(
+        name=f"bfcl_{category}",
+        cases=cases,
+        source=DatasetSource(path=str(questions_path), format="bfcl-jsonl"),
+        metadata={"category": category, "answers_path": str(answers_file) if answers_file else None},
+    )
+    return dataset.sample(limit, seed, stratify=lambda case: len(case.expected.calls))

@@ -1,0 +1,223 @@
+"""Compile a declared `Workflow` into the tiered LangGraph state machine.
+
+    START -> router -> [planner step] -> dispatch -> <step> -> verify -> dispatch | <step>
+          (retry / escalate) | act (tool steps) | human_review -> ... -> responder -> END
+
+Routing is done with `Command(goto=...)`; every node declares its destinations so the
+drawing in LangGraph Studio shows the real escalation and human-review edges.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, RetryPolicy
+
+from agents.context import Services, emit
+from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, make_act_node, make_step_node
+from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
+from agents.verifier import make_human_review_node, make_verifier_node
+from model_tiers import ConfigError, TierRegistry, TierRunContext, apply_run_context, load_tier_config
+from graphs.state import TieredInput, TieredOutput, TieredState
+
+__all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "ROUTER", "coerce_context"]
+
+ROUTER = "router"
+_RESERVED = {ROUTER, DISPATCH, VERIFY, ACT, HUMAN_REVIEW, RESPONDER}
+# Transient storage contention is retried by LangGraph; model faults are the ladder's job.
+_STORAGE_RETRY = RetryPolicy(max_attempts=3, retry_on=(sqlite3.OperationalError,))
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A graph declaration: steps (with roles, schemas, checks), plan, tools and output."""
+
+    name: str
+    description: str
+    steps: tuple[StepSpec, ...]
+    default_plan: tuple[PlanItem, ...]
+    planner: StepSpec | None = None
+    # Decides, from the request, whether the planner runs (else the default plan does).
+    needs_plan: Callable[[str], bool] | None = None
+    # Opens what the steps use (knowledge base, databases), once per process, lazily.
+    open_resources: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
+    toolbox: Callable[[Mapping[str, Any]], ToolBox] | None = None
+    finalize: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    max_input_chars: int = 20_000
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.all_steps]
+        clash = _RESERVED.intersection(names)
+        if clash:
+            raise ValueError(f"step names {sorted(clash)} are reserved by the engine")
+        if len(set(names)) != len(names):
+            raise ValueError(f"workflow '{self.name}' declares a step name twice")
+        unknown = [p.step for p in self.default_plan if p.step not in names]
+        if unknown:
+            raise ValueError(f"default plan of '{self.name}' uses undeclared steps {unknown}")
+        if any(s.kind == StepKind.TOOL for s in self.steps) and self.toolbox is None:
+            raise ValueError(f"workflow '{self.name}' has tool steps but no toolbox")
+
+    @property
+    def all_steps(self) -> tuple[StepSpec, ...]:
+        return ((self.planner,) if self.planner else ()) + self.steps
+
+
+def validate_request(request: Any, max_chars: int) -> str | None:
+    """Why a request cannot be run (None if it can). Recorded in state, never raised."""
+    if not isinstance(request, str):
+        return f"the request must be text, got {type(request).__name__}"
+    if not request.strip():
+        return "the request is empty"
+    if len(request) > max_chars:
+        return f"the request is {len(request):,} characters; the limit for this graph is {max_chars:,}"
+    if "\x00" in request:
+        return "the request contains NUL bytes (binary data?)"
+    return None
+
+
+def coerce_context(ctx: Any) -> TierRunContext | None:
+    """Accept the dataclass, a dict (from the SDK / Studio) or nothing."""
+    if ctx is None or isinstance(ctx, TierRunContext):
+        return ctx
+    if isinstance(ctx, Mapping):
+        known = {f.name for f in fields(TierRunContext)}
+        unknown = set(ctx) - known
+        if unknown:
+            raise ConfigError(f"unknown run-context fields {sorted(unknown)}; allowed: {sorted(known)}", source="run context")
+        return TierRunContext(**{k: v for k, v in ctx.items() if v is not None})
+    raise ConfigError(f"run context must be a mapping, got {type(ctx).__name__}", source="run context")
+
+
+class ServiceProvider:
+    """Resolves each run's services: the registry under the run context, resources, tools.
+
+    Nothing is built until the first node asks, so importing a graph module opens no file
+    and loads no model (LangGraph's server imports every graph at start).
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        registry: TierRegistry | None = None,
+        tiers_file: str | None = None,
+        resources: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._workflow = workflow
+        self._registry = registry
+        self._tiers_file = tiers_file
+        self._resources = resources
+        self._toolbox: ToolBox | None = None
+        self._by_context: dict[str, TierRegistry] = {}
+        self._lock = threading.Lock()
+
+    def base_registry(self) -> TierRegistry:
+        with self._lock:
+            if self._registry is None:
+                self._registry = TierRegistry(load_tier_config(self._tiers_file))
+            return self._registry
+
+    def resources(self) -> Mapping[str, Any]:
+        with self._lock:
+            if self._resources is None:
+                self._resources = self._workflow.open_resources()
+            if self._toolbox is None and self._workflow.toolbox is not None:
+                self._toolbox = self._workflow.toolbox(self._resources)
+            return self._resources
+
+    def __call__(self, runtime: Any) -> Services:
+        base = self.base_registry()
+        resources = self.resources()
+        ctx = coerce_context(getattr(runtime, "context", None))
+        registry = base
+        if ctx is not None and any(v not in (None, {}) for v in asdict(ctx).values()):
+            key = repr(sorted(asdict(ctx).items()))
+            with self._lock:
+                if key not in self._by_context:
+                    self._by_context[key] = base.with_config(apply_run_context(base.config, ctx))
+                registry = self._by_context[key]
+        return Services(registry=registry, resources=resources, toolbox=self._toolbox)
+
+
+def _router(workflow: Workflow) -> Callable[..., Command]:
+    def router(state: dict[str, Any], runtime: Any) -> Command:
+        run_id = uuid.uuid4().hex
+        fresh: dict[str, Any] = {"run_id": run_id, "status": "running", "cursor": 0, "attempt": None, "proposal": None, "failure": None, "review_error": None}
+        problem = validate_request(state.get("request"), workflow.max_input_chars)
+        if problem:
+            event = {"type": "rejected_input", "reason": problem}
+            emit(runtime, event)
+            return Command(goto=RESPONDER, update={**fresh, "plan": [], "status": "rejected", "failure": {"step": ROUTER, "reason": problem}, "events": [event]})
+        request = state["request"]
+        if workflow.planner is not None and (workflow.needs_plan is None or workflow.needs_plan(request)):
+            plan = [PlanItem(id=f"0:{workflow.planner.name}", step=workflow.planner.name).model_dump()]
+            event = {"type": "route", "to": "planner"}
+            emit(runtime, event)
+            return Command(goto=workflow.planner.name, update={**fresh, "plan": plan, "plan_source": "planner", "events": [event]})
+        event = {"type": "route", "to": "default_plan"}
+        emit(runtime, event)
+        plan = [p.model_dump() for p in workflow.default_plan]
+        return Command(goto=DISPATCH, update={**fresh, "plan": plan, "plan_source": "default", "events": [event]})
+
+    return router
+
+
+def _dispatch(state: dict[str, Any]) -> Command:
+    plan = state.get("plan") or []
+    cursor = int(state.get("cursor", 0))
+    if state.get("status") != "running" or cursor >= len(plan):
+        return Command(goto=RESPONDER)
+    return Command(goto=plan[cursor]["step"])
+
+
+def _responder(workflow: Workflow) -> Callable[..., dict[str, Any]]:
+    def responder(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+        status = state.get("status") or "running"
+        if status == "running":
+            status = "done"
+        final = workflow.finalize({**state, "status": status}) if workflow.finalize else {"results": state.get("results", {})}
+        emit(runtime, {"type": "final", "status": status})
+        return {"status": status, "final": {"status": status, **final}}
+
+    return responder
+
+
+def build_graph(
+    workflow: Workflow,
+    *,
+    registry: TierRegistry | None = None,
+    tiers_file: str | None = None,
+    resources: Mapping[str, Any] | None = None,
+    checkpointer: Any = None,
+) -> Any:
+    """Compile `workflow`. Graph modules export this compiled WITHOUT a checkpointer (the
+    LangGraph server brings its own); the CLI and tests pass a SQLite or Postgres saver."""
+    provider = ServiceProvider(workflow, registry=registry, tiers_file=tiers_file, resources=resources)
+    steps = {s.name: s for s in workflow.all_steps}
+    step_names = tuple(steps)
+    has_tools = any(s.kind == StepKind.TOOL for s in steps.values())
+
+    verify, escalate = make_verifier_node(steps, provider, workflow.default_plan)
+    graph = StateGraph(TieredState, context_schema=TierRunContext, input_schema=TieredInput, output_schema=TieredOutput)
+    entry = (workflow.planner.name,) if workflow.planner else ()
+    graph.add_node(ROUTER, _router(workflow), destinations=(*entry, DISPATCH, RESPONDER))
+    graph.add_node(DISPATCH, _dispatch, destinations=(*step_names, RESPONDER))
+    for spec in steps.values():
+        retry = _STORAGE_RETRY if spec.kind == StepKind.ACTION else None
+        graph.add_node(spec.name, make_step_node(spec, provider), destinations=(VERIFY, RESPONDER), retry_policy=retry)
+    after_verify = (*step_names, DISPATCH, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER)
+    graph.add_node(VERIFY, verify, destinations=after_verify)
+    if has_tools:
+        graph.add_node(ACT, make_act_node(provider, escalate), destinations=(DISPATCH, *step_names, HUMAN_REVIEW, RESPONDER), retry_policy=_STORAGE_RETRY)
+    graph.add_node(HUMAN_REVIEW, make_human_review_node(steps, provider), destinations=(DISPATCH, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER))
+    graph.add_node(RESPONDER, _responder(workflow))
+    graph.add_edge(START, ROUTER)
+    graph.add_edge(RESPONDER, END)
+    return graph.compile(checkpointer=checkpointer, name=workflow.name)

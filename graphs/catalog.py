@@ -1,0 +1,25 @@
+"""The graphs tierflow ships, by name (the CLI, the evals and langgraph.json use these)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from model_tiers import ConfigError
+
+__all__ = ["GRAPH_MODULES", "graph_names", "load_graph_module"]
+
+GRAPH_MODULES: dict[str, str] = {
+    "ticket_triage": "graphs.ticket_triage",
+}
+
+
+def graph_names() -> list[str]:
+    return sorted(GRAPH_MODULES)
+
+
+def load_graph_module(name: str) -> ModuleType:
+    """Import a graph module (exposing `WORKFLOW`, `build` and `graph`) by its name."""
+    if name not in GRAPH_MODULES:
+        raise ConfigError(f"unknown graph '{name}'; available graphs: {', '.join(graph_names())}")
+    return importlib.import_module(GRAPH_MODULES[name])

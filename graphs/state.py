@@ -1,0 +1,51 @@
+"""The state every tiered graph shares (a TypedDict with reducers), and its input/output views."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+__all__ = ["TieredState", "TieredInput", "TieredOutput", "merge_dicts"]
+
+
+def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Reducer: later keys win; used for per-item results and who decided them."""
+    return {**(left or {}), **(right or {})}
+
+
+class TieredInput(TypedDict):
+    """What a caller sends: the customer's request."""
+
+    request: str
+
+
+class TieredOutput(TypedDict, total=False):
+    status: str
+    final: dict[str, Any]
+    results: dict[str, Any]
+    decided_by: dict[str, str]
+    ledger: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    failure: dict[str, Any] | None
+
+
+class TieredState(TypedDict, total=False):
+    request: str
+    run_id: str
+    status: str  # running | done | failed | stopped | rejected
+    # The plan: PlanItem dicts. Item 0 is the planning step when the router asked for one.
+    plan: list[dict[str, Any]]
+    plan_source: str  # planner | default
+    cursor: int
+    # Verified output per plan item id, and which tier (or "human" / "code") produced it.
+    results: Annotated[dict[str, Any], merge_dicts]
+    decided_by: Annotated[dict[str, str], merge_dicts]
+    # Escalation position of the current item, and the candidate waiting for the verifier.
+    attempt: dict[str, Any] | None
+    proposal: dict[str, Any] | None
+    review_error: str | None
+    # Every model call (Usage records with step, role, attempt and verdict) and every event.
+    ledger: Annotated[list[dict[str, Any]], operator.add]
+    events: Annotated[list[dict[str, Any]], operator.add]
+    failure: dict[str, Any] | None
+    final: dict[str, Any]

@@ -1,0 +1,170 @@
+"""One test per control-flow path of the verifier and escalation ladder (scripted tiers)."""
+
+from __future__ import annotations
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from model_tiers import TierRunContext
+from tests.unit.engine_fixtures import compile_toy, registry
+
+MSG = "I want a refund of 50 EUR for my order"
+OK_LABEL = {"label": "refund", "confidence": 0.9}
+OK_AMOUNT = {"amount": "50", "currency": "EUR"}
+OK_REPLY = {"text": "We will refund you."}
+
+
+def run(graph, text=MSG, thread="t1", context=None):
+    config = {"configurable": {"thread_id": thread}}
+    return graph.invoke({"request": text}, config, context=context), config
+
+
+def verdicts(out):
+    return [(u["step"], u["tier"], u["verdict"]) for u in out["ledger"]]
+
+
+def test_slm_passes_every_step():
+    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {})
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "done"
+    assert out["results"]["1:extract"] == OK_AMOUNT
+    assert set(out["decided_by"].values()) == {"slm"}
+    assert verdicts(out) == [("0:classify", "slm", "pass"), ("1:extract", "slm", "pass"), ("2:reply", "slm", "pass")]
+    assert top.calls == []
+    assert all(u["cost_usd"] > 0 and u["input_tokens"] > 0 for u in out["ledger"])
+
+
+def test_slm_fails_then_passes_on_retry_with_feedback():
+    invented = {"amount": "500", "currency": "EUR"}
+    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [invented, OK_AMOUNT], "reply": [OK_REPLY]}, {})
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "done"
+    assert verdicts(out)[1:3] == [("1:extract", "slm", "fail"), ("1:extract", "slm", "pass")]
+    retry_prompt = slm.calls[2]["messages"]
+    assert "rejected" in retry_prompt[-1].content and "amount='500'" in retry_prompt[-1].content
+    assert [e["type"] for e in out["events"] if e["type"] in ("retry", "escalate")] == ["retry"]
+    assert top.calls == []
+
+
+def test_retries_exhausted_then_frontier_passes():
+    bad = {"amount": "7", "currency": "EUR"}
+    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [bad, bad], "reply": [OK_REPLY]}, {"extract": [OK_AMOUNT]})
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "done"
+    assert verdicts(out)[1:4] == [("1:extract", "slm", "fail"), ("1:extract", "slm", "fail"), ("1:extract", "frontier", "pass")]
+    assert out["decided_by"]["1:extract"] == "frontier"
+    esc = [e for e in out["events"] if e["type"] == "escalate"]
+    assert esc and esc[0]["from"] == "slm" and esc[0]["to"] == "frontier"
+
+
+def test_every_tier_fails_then_human_resumes_with_a_value():
+    bad = {"amount": "7", "currency": "EUR"}
+    reg, _, _ = registry({"classify": [OK_LABEL], "extract": [bad, bad], "reply": [OK_REPLY]}, {"extract": [bad, bad]})
+    graph = compile_toy(reg, checkpointer=InMemorySaver())
+    out, config = run(graph)
+    [intr] = out["__interrupt__"]
+    assert intr.value["type"] == "human_review" and intr.value["step"] == "extract"
+    assert len(intr.value["candidates"]) == 4 and all("does not occur" in r for r in intr.value["reasons"])
+    # An invalid human value is refused and asked again, with the error.
+    again = graph.invoke(Command(resume={"action": "edit", "value": {"amount": 5}}), config)
+    assert "invalid" in again["__interrupt__"][0].value["error"]
+    final = graph.invoke(Command(resume={"action": "edit", "value": {"amount": "50", "currency": "EUR"}}), config)
+    assert final["status"] == "done"
+    assert final["decided_by"]["1:extract"] == "human"
+    assert final["results"]["1:extract"] == OK_AMOUNT
+
+
+def test_top_failure_with_fail_policy_is_a_typed_failure_in_state():
+    bad = {"amount": "7", "currency": "EUR"}
+    reg, _, _ = registry({"classify": [OK_LABEL], "extract": [bad, bad]}, {"extract": [bad, bad]}, escalation={"on_top_failure": "fail"})
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "failed"
+    assert out["failure"]["step"] == "extract" and "does not occur" in out["failure"]["reason"]
+    assert out["results"]["0:classify"] == OK_LABEL  # earlier work is kept
+
+
+def test_unreachable_slm_falls_through_to_frontier():
+    reg, slm, top = registry(
+        {"classify": [ConnectionRefusedError("connection refused")], "extract": [OK_AMOUNT], "reply": [OK_REPLY]},
+        {"classify": [OK_LABEL]},
+    )
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "done"
+    assert verdicts(out)[:2] == [("0:classify", "slm", "fault"), ("0:classify", "frontier", "pass")]
+    fault = [e for e in out["events"] if e["type"] == "fallback"]
+    assert fault and "unreachable" in fault[0]["reason"]
+
+
+def test_local_only_step_never_calls_the_frontier():
+    bad = {"amount": "7", "currency": "EUR"}
+    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [bad, bad]}, {}, escalation={"on_top_failure": "fail"})
+    out, _ = run(compile_toy(reg, local_only_extract=True))
+    assert top.calls == []  # the frontier (local = false) was never asked anything
+    assert out["status"] == "failed" and out["failure"]["step"] == "extract"
+
+
+def test_budget_stop_keeps_partial_results():
+    bad = {"amount": "7", "currency": "EUR"}
+    reg, _, top = registry({"classify": [OK_LABEL], "extract": [bad, bad]}, {"extract": [OK_AMOUNT]},
+                           budget={"max_frontier_calls": 0, "on_exhausted": "stop"})
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "stopped" and "frontier-call budget" in out["failure"]["reason"]
+    assert out["results"] == {"0:classify": OK_LABEL}
+    assert top.calls == []
+
+
+def test_budget_interrupt_asks_and_a_yes_continues():
+    bad = {"amount": "7", "currency": "EUR"}
+    reg, _, top = registry({"classify": [OK_LABEL], "extract": [bad, bad], "reply": [OK_REPLY]}, {"extract": [OK_AMOUNT]},
+                           budget={"max_frontier_calls": 0, "on_exhausted": "interrupt"})
+    graph = compile_toy(reg, checkpointer=InMemorySaver())
+    out, config = run(graph)
+    assert out["__interrupt__"][0].value["type"] == "budget"
+    final = graph.invoke(Command(resume="yes"), config)
+    assert final["status"] == "done" and final["decided_by"]["1:extract"] == "frontier"
+    assert len(top.calls) == 1
+
+
+def test_budget_cheaper_only_continues_below_the_frontier():
+    reg, slm, top = registry(
+        {"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {},
+        budget={"max_frontier_calls": 0, "on_exhausted": "cheaper_only"},
+    )
+    ctx = TierRunContext(policy="all-frontier")  # every step wants the frontier...
+    out, _ = run(compile_toy(reg), context=ctx)
+    assert out["status"] == "done"
+    assert top.calls == []  # ...but the budget sends them all to the slm
+    assert {e["type"] for e in out["events"]} >= {"budget_downgrade"}
+
+
+def test_run_context_switches_policy_per_run():
+    reg, slm, top = registry({}, {"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]})
+    out, _ = run(compile_toy(reg), context={"policy": "all-frontier"})
+    assert out["status"] == "done" and slm.calls == []
+    assert {u["tier"] for u in out["ledger"]} == {"frontier"}
+
+
+def test_invalid_model_output_is_a_recorded_failed_verdict():
+    reg, _, _ = registry({"classify": [{"label": "mortgage", "confidence": 0.5}, OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {})
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "done"
+    first = out["ledger"][0]
+    assert first["verdict"] == "fail" and first["reason"].startswith("invalid")
+
+
+@pytest.mark.parametrize("text,reason", [("", "empty"), ("   \n", "empty"), ("x" * 1_000_001, "limit"), ("a\x00b", "NUL")])
+def test_bad_input_is_rejected_in_state_not_raised(text, reason):
+    reg, slm, top = registry({}, {})
+    out, _ = run(compile_toy(reg), text=text)
+    assert out["status"] == "rejected" and reason in out["failure"]["reason"]
+    assert slm.calls == [] and top.calls == []
+
+
+def test_confidence_threshold_fails_low_confidence_labels():
+    reg, _, top = registry({"classify": [{"label": "refund", "confidence": 0.2}, {"label": "refund", "confidence": 0.3}],
+                            "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {"classify": [OK_LABEL]},
+                           escalation={"confidence_threshold": 0.5})
+    out, _ = run(compile_toy(reg))
+    assert out["decided_by"]["0:classify"] == "frontier"
+    assert "below the threshold" in out["ledger"][0]["reason"]
