@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # on a machine compiles (about 7 minutes on 2 cores).
 PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 
-.PHONY: setup demo test bench doctor clean
+.PHONY: setup demo test bench doctor studio postgres clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ bench: setup
 
 doctor: setup
 	$(VENV)/bin/tierflow doctor
+
+studio: setup
+	$(VENV)/bin/tierflow studio
+
+postgres:
+	.ci/postgres.sh
 
 clean:
 	rm -rf $(VENV) .tierflow

@@ -49,6 +49,8 @@ class Workflow:
     open_resources: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
     toolbox: Callable[[Mapping[str, Any]], ToolBox] | None = None
     finalize: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # Instead of `finalize`: also given the run's resources (e.g. to report a database's state).
+    finalize_with_resources: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None
     max_input_chars: int = 20_000
 
     def __post_init__(self) -> None:
@@ -63,6 +65,8 @@ class Workflow:
             raise ValueError(f"default plan of '{self.name}' uses undeclared steps {unknown}")
         if any(s.kind == StepKind.TOOL for s in self.steps) and self.toolbox is None:
             raise ValueError(f"workflow '{self.name}' has tool steps but no toolbox")
+        if self.finalize is not None and self.finalize_with_resources is not None:
+            raise ValueError(f"workflow '{self.name}' declares both finalize and finalize_with_resources; keep one")
 
     @property
     def all_steps(self) -> tuple[StepSpec, ...]:
@@ -177,12 +181,16 @@ def _dispatch(state: dict[str, Any]) -> Command:
     return Command(goto=plan[cursor]["step"])
 
 
-def _responder(workflow: Workflow) -> Callable[..., dict[str, Any]]:
+def _responder(workflow: Workflow, provider: ServiceProvider) -> Callable[..., dict[str, Any]]:
     def responder(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
         status = state.get("status") or "running"
         if status == "running":
             status = "done"
-        final = workflow.finalize({**state, "status": status}) if workflow.finalize else {"results": state.get("results", {})}
+        view = {**state, "status": status}
+        if workflow.finalize_with_resources is not None:
+            final = workflow.finalize_with_resources(view, provider.resources())
+        else:
+            final = workflow.finalize(view) if workflow.finalize else {"results": state.get("results", {})}
         emit(runtime, {"type": "final", "status": status})
         return {"status": status, "final": {"status": status, **final}}
 
@@ -217,7 +225,7 @@ def build_graph(
     if has_tools:
         graph.add_node(ACT, make_act_node(provider, escalate), destinations=(DISPATCH, *step_names, HUMAN_REVIEW, RESPONDER), retry_policy=_STORAGE_RETRY)
     graph.add_node(HUMAN_REVIEW, make_human_review_node(steps, provider), destinations=(DISPATCH, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER))
-    graph.add_node(RESPONDER, _responder(workflow))
+    graph.add_node(RESPONDER, _responder(workflow, provider))
     graph.add_edge(START, ROUTER)
     graph.add_edge(RESPONDER, END)
     return graph.compile(checkpointer=checkpointer, name=workflow.name)

@@ -11,6 +11,9 @@ __all__ = ["GRAPH_MODULES", "graph_names", "load_graph_module"]
 
 GRAPH_MODULES: dict[str, str] = {
     "ticket_triage": "graphs.ticket_triage",
+    "slot_extraction": "graphs.slot_extraction",
+    "math_qa": "graphs.math_qa",
+    "order_agent": "graphs.order_agent",
 }
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from graphs.catalog import graph_names, load_graph_module
+from graphs.studio import register as register_studio
 from model_tiers import ConfigError, TierRunContext, load_tier_config, summarize
 
 __all__ = ["register", "data_dir", "read_input", "sqlite_checkpointer"]
@@ -82,7 +83,11 @@ def _describe(event: dict[str, Any]) -> str | None:
 
 
 def _stream(graph: Any, payload: Any, config: dict[str, Any], context: TierRunContext | None) -> None:
-    for mode, chunk in graph.stream(payload, config, context=context, stream_mode=["updates", "custom"]):
+    # "sync" durability: each step's checkpoint is on disk before the next step starts, so a
+    # run killed at any point resumes from the step it was in.
+    for mode, chunk in graph.stream(
+        payload, config, context=context, stream_mode=["updates", "custom"], durability="sync"
+    ):
         if mode == "custom" and isinstance(chunk, dict):
             line = _describe(chunk)
             if line:
@@ -173,3 +178,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-cost", type=float, help="budget: USD for this run")
     p.add_argument("--on-budget", choices=["stop", "interrupt", "cheaper_only"], help="what to do when a budget is spent")
     p.set_defaults(handler=_run)
+    register_studio(subparsers)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
 
 __all__ = ["TieredState", "TieredInput", "TieredOutput", "merge_dicts"]
 

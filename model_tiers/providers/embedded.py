@@ -8,6 +8,7 @@ what comes back always parses; whether it is *right* is the verifier's job.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -38,6 +39,7 @@ __all__ = [
     "EmbeddedEngine",
     "EmbeddedChatModel",
     "get_engine",
+    "grammar_safe_schema",
     "resolve_model_path",
     "tool_call_schema",
     "tools_prompt",
@@ -114,6 +116,11 @@ class EmbeddedEngine:
         )
         self.load_seconds = time.perf_counter() - started
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Free the model now (waiting for a call in progress). The engine is unusable after."""
+        with self._lock:
+            self._llama.close()
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -230,7 +237,33 @@ class EmbeddedEngine:
 def _grammar(schema_json: str) -> Any:
     from llama_cpp import LlamaGrammar
 
-    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    schema = grammar_safe_schema(json.loads(schema_json))
+    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+
+
+# llama.cpp expands `{min,max}` repetitions into grammar rules and rejects (then crashes on)
+# large bounds such as maxLength=1500. Bounds above this are left to pydantic, which
+# validates the parsed output anyway: an over-long answer becomes a failed verdict.
+_MAX_GRAMMAR_REPEAT = 32
+_REPEAT_KEYS = ("minLength", "maxLength", "minItems", "maxItems")
+
+
+def grammar_safe_schema(schema: Any) -> Any:
+    """A copy of `schema` without repetition bounds llama.cpp's grammar compiler cannot take."""
+    if isinstance(schema, list):
+        return [grammar_safe_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _REPEAT_KEYS and isinstance(value, int) and value > _MAX_GRAMMAR_REPEAT:
+            continue
+        out[key] = grammar_safe_schema(value)
+    if out.get("minLength", 0) > out.get("maxLength", _MAX_GRAMMAR_REPEAT):
+        out.pop("minLength")
+    if out.get("minItems", 0) > out.get("maxItems", _MAX_GRAMMAR_REPEAT):
+        out.pop("minItems")
+    return out
 
 
 def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -249,12 +282,25 @@ _ENGINES: dict[tuple[str, int], EmbeddedEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+def _close_engines() -> None:
+    # Runs at exit, before the interpreter tears down llama_cpp's module globals: a Llama
+    # freed after that prints a TypeError traceback from its __del__ for every engine.
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.close()
+
+
 def get_engine(model: str, *, n_ctx: int = 4096, n_threads: int | None = None) -> EmbeddedEngine:
     """The process-wide engine for `model`, loaded on first use."""
     key = (model, n_ctx)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
+            if not _ENGINES:
+                atexit.unregister(_close_engines)  # registered once, however often the cache empties
+                atexit.register(_close_engines)
             engine = _ENGINES[key] = EmbeddedEngine(model, n_ctx=n_ctx, n_threads=n_threads)
         return engine
 

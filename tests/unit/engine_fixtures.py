@@ -83,3 +83,67 @@ def registry(slm: dict[str, list[Any]], frontier: dict[str, list[Any]], **config
 
 def compile_toy(reg: TierRegistry, checkpointer: Any = None, **kw: Any) -> Any:
     return build_graph(toy_workflow(**kw), registry=reg, resources={}, checkpointer=checkpointer)
+
+
+# --- a tool workflow: one tool step over a tiny order book --------------------------------
+
+from langchain_core.tools import StructuredTool  # noqa: E402
+
+from agents.spec import ToolBox  # noqa: E402
+from agents.workers import tool_caller  # noqa: E402
+from model_tiers import TierflowError  # noqa: E402
+
+
+class OrderBook:
+    """In-memory orders with an idempotent cancel; records every applied write."""
+
+    def __init__(self) -> None:
+        self.status = {"#W1": "pending", "#W2": "delivered"}
+        self.applied: dict[str, Any] = {}
+
+    def lookup(self, order_id: str) -> dict[str, Any]:
+        if order_id not in self.status:
+            raise TierflowError(f"order {order_id} not found")
+        return {"order_id": order_id, "status": self.status[order_id]}
+
+    def cancel(self, order_id: str, key: str) -> dict[str, Any]:
+        if key in self.applied:
+            return self.applied[key]
+        if self.status.get(order_id) != "pending":
+            raise TierflowError(f"order {order_id} is {self.status.get(order_id)}; only pending orders can be cancelled")
+        self.status[order_id] = "cancelled"
+        self.applied[key] = {"order_id": order_id, "status": "cancelled"}
+        return self.applied[key]
+
+
+def order_toolbox(book: OrderBook) -> ToolBox:
+    def lookup(order_id: str) -> dict[str, Any]:
+        """Look an order up."""
+        return book.lookup(order_id)
+
+    def cancel(order_id: str) -> dict[str, Any]:
+        """Cancel a pending order."""
+        raise AssertionError("executed through ToolBox.execute only")
+
+    tools = {t.name: t for t in (StructuredTool.from_function(lookup), StructuredTool.from_function(cancel))}
+
+    def execute(name: str, args: dict[str, Any], key: str) -> Any:
+        return book.cancel(args["order_id"], key) if name == "cancel" else book.lookup(**args)
+
+    return ToolBox(
+        tools=tools,
+        execute=execute,
+        confirm={"cancel": lambda args: f"Cancel order {args['order_id']}?"},
+        writes=frozenset({"cancel"}),
+    )
+
+
+def tool_workflow(book: OrderBook) -> Workflow:
+    step = tool_caller("handle", tools=["lookup", "cancel"], instructions="[handle] Act on the order.")
+    return Workflow(
+        name="toy_tools",
+        description="one tool step",
+        steps=(step,),
+        default_plan=default_plan("handle"),
+        toolbox=lambda _resources: order_toolbox(book),
+    )

@@ -1,0 +1,321 @@
+"""The replay provider: a chat model that answers with recorded outputs of a real model.
+
+A recording is a CSV with one row per question (RouteLLM's GSM8K file: ``prompt`` plus,
+per model, a ``<model>_response`` column). The model finds the row whose question occurs
+in the prompt it is sent (exact text after whitespace normalisation) and answers with
+that model's recorded response, so escalation policies are measured on real model
+behaviour with no model call. A retry returns the same answer: it is a recording.
+
+Tier options (``[tiers.options]`` in a tiers file)::
+
+    recording = "routellm_gsm8k/gsm8k_responses_even.csv"  # absolute, or under the datasets dir
+    model = "mistralai/Mixtral-8x7B-Instruct-v0.1"           # response column: "<model>_response"
+    response_column = "..."                                   # optional, overrides the above
+    question_column = "prompt"                                # optional
+    fields = { solution = "response", final_answer = "final_number" }
+    final_number = "evals.datasets.numbers:extract_final_number"
+
+Structured output (a forced tool call) is filled from ``fields``: each schema field maps
+to a source, ``response`` (the recorded text) or ``final_number`` (the number the
+``final_number`` parser reads out of it, as text; empty when it finds none). The parser
+is named in configuration, not imported here, because model_tiers imports nothing else of
+tierflow. Relative recordings resolve under ``$TIERFLOW_DATASETS`` else
+``<repo>/../shared/datasets`` (the rule of tools/datasets.py, restated for that reason).
+
+The file holds no token counts, so usage is estimated: ``estimate_tokens`` (4 characters
+per token, the ledger's rule) of the prompt actually sent, and of the recorded response
+(what the real model generated, without the JSON wrapper of a tool call).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import ConfigDict, PrivateAttr
+
+from model_tiers.errors import ConfigError
+from model_tiers.ledger import estimate_tokens
+from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
+
+__all__ = [
+    "ReplayChatModel",
+    "Recording",
+    "RecordingMiss",
+    "FIELD_SOURCES",
+    "load_recording",
+    "normalize_question",
+    "replay_model_from_options",
+    "resolve_recording_path",
+]
+
+DATASETS_ENV_VAR = "TIERFLOW_DATASETS"
+FIELD_SOURCES = ("response", "final_number")
+_FENCED = re.compile(r"<<<\s*(.*?)\s*>>>", re.S)
+_KNOWN_OPTIONS = {"recording", "model", "response_column", "question_column", "fields", "final_number"}
+# model_tiers/providers/replay.py -> parents[2] is the repository root.
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class RecordingMiss(ConfigError):
+    """The prompt's question is not in the recording, so the replay tier cannot answer.
+
+    A ConfigError, not an InvalidModelOutput: no model misbehaved; the run uses a
+    recording that does not cover its input, and escalating would only hide that.
+    """
+
+
+def normalize_question(text: str) -> str:
+    """The key a question is matched by: NFC, whitespace runs collapsed, ends stripped."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recorded file, indexed by normalised question."""
+
+    path: Path
+    question_column: str
+    columns: tuple[str, ...]
+    rows: tuple[Mapping[str, str], ...]
+    index: Mapping[str, int]
+
+    def row_for(self, messages: Sequence[BaseMessage]) -> int:
+        """The row whose question the human messages contain; raises `RecordingMiss`."""
+        texts = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
+        for text in texts:
+            for candidate in (*_FENCED.findall(text), text):
+                row = self.index.get(normalize_question(candidate))
+                if row is not None:
+                    return row
+        # Slow path: the question is embedded in a prompt without a fence.
+        best: tuple[int, int] | None = None
+        for text in texts:
+            haystack = normalize_question(text)
+            for question, row in self.index.items():
+                if question and question in haystack and (best is None or len(question) > best[0]):
+                    best = (len(question), row)
+        if best is not None:
+            return best[1]
+        asked = normalize_question(texts[0] if texts else "")[:160]
+        raise RecordingMiss(
+            f"no recorded answer for the question {asked!r}: the replay recording has {len(self.rows)} "
+            f"questions and this is not one of them; replay only the questions of that file, or "
+            f"use a live tier for other input",
+            source=str(self.path),
+        )
+
+
+_RECORDINGS: dict[tuple[str, int, int, str], Recording] = {}
+_RECORDINGS_LOCK = threading.Lock()
+
+
+def load_recording(path: Path, question_column: str = "prompt") -> Recording:
+    """The indexed recording at `path`, read once per process (re-read if the file changes)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, question_column)
+    with _RECORDINGS_LOCK:
+        cached = _RECORDINGS.get(key)
+        if cached is None:
+            cached = _read_recording(path, question_column)
+            _RECORDINGS[key] = cached
+        return cached
+
+
+def _read_recording(path: Path, question_column: str) -> Recording:
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = tuple(reader.fieldnames or ())
+            if question_column not in columns:
+                raise ConfigError(
+                    f"the recording has no question column {question_column!r} (columns: {list(columns)}); "
+                    "set options.question_column",
+                    source=str(path),
+                )
+            rows = tuple(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ConfigError(f"cannot read the recording: {err}", source=str(path)) from None
+    index: dict[str, int] = {}
+    for number, row in enumerate(rows):
+        # The first row of a repeated question wins; a repeat is not an error (GSM8K has none).
+        index.setdefault(normalize_question(row[question_column] or ""), number)
+    return Recording(path=path, question_column=question_column, columns=columns, rows=rows, index=index)
+
+
+def resolve_recording_path(recording: str, env: Mapping[str, str] | None = None) -> Path:
+    """An absolute path as is; a relative one under ``$TIERFLOW_DATASETS`` or, by default,
+    ``<repo>/../shared/datasets``. Raises ConfigError naming where it looked."""
+    environ = os.environ if env is None else env
+    candidate = Path(recording).expanduser()
+    if not candidate.is_absolute():
+        configured = environ.get(DATASETS_ENV_VAR, "").strip()
+        base = Path(configured).expanduser() if configured else _REPO_ROOT.parent / "shared" / "datasets"
+        candidate = base / candidate
+    if not candidate.is_file():
+        raise ConfigError(
+            f"replay recording not found at {candidate}; give options.recording as an absolute path "
+            f"or relative to the datasets folder (${DATASETS_ENV_VAR})"
+        )
+    return candidate
+
+
+def _import_function(ref: str, tier: str) -> Callable[[str], float | None]:
+    module, _, attr = ref.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"tier '{tier}': options.final_number '{ref}' must be written 'package.module:function'")
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"tier '{tier}': cannot import options.final_number '{ref}': {err}") from None
+    if not callable(found):
+        raise ConfigError(f"tier '{tier}': options.final_number '{ref}' is not a function")
+    return found  # type: ignore[no-any-return]
+
+
+def _number_text(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class ReplayChatModel(ToolCallingChatModel):
+    """Answers with a recorded model's response to the question found in the prompt."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    tier: str
+    model: str
+    recording_path: Path
+    response_column: str
+    question_column: str = "prompt"
+    fields: dict[str, str] = {"solution": "response", "final_answer": "final_number"}
+    final_number: Callable[[str], float | None] | None = None
+    _recording: Recording | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "tierflow-replay"
+
+    def recording(self) -> Recording:
+        """The indexed recording, loaded on first use (shared by every tier of the file)."""
+        with self._lock:
+            if self._recording is None:
+                recording = load_recording(self.recording_path, self.question_column)
+                if self.response_column not in recording.columns:
+                    raise ConfigError(
+                        f"tier '{self.tier}': the recording has no column {self.response_column!r}; "
+                        f"response columns there: {[c for c in recording.columns if c.endswith('_response')]}",
+                        source=str(self.recording_path),
+                    )
+                self._recording = recording
+            return self._recording
+
+    def recorded_response(self, messages: Sequence[BaseMessage]) -> tuple[int, str]:
+        """(row number, recorded response) for the question in `messages`."""
+        recording = self.recording()
+        row = recording.row_for(messages)
+        return row, recording.rows[row][self.response_column] or ""
+
+    def _field_values(self, target: str, tools: Sequence[dict[str, Any]], response: str) -> dict[str, Any]:
+        tool = next((t for t in tools if t["function"]["name"] == target), None)
+        parameters = (tool or {}).get("function", {}).get("parameters", {})
+        properties = parameters.get("properties", {})
+        required = set(parameters.get("required", []))
+        values: dict[str, Any] = {}
+        for name in properties:
+            source = self.fields.get(name)
+            if source is None:
+                if name in required:
+                    raise ConfigError(
+                        f"tier '{self.tier}': the replay cannot fill the required field '{name}' of "
+                        f"'{target}'; map it in options.fields (sources: {', '.join(FIELD_SOURCES)})"
+                    )
+                continue
+            if source == "response":
+                values[name] = response
+            else:
+                assert self.final_number is not None  # checked when the model is built
+                values[name] = _number_text(self.final_number(response))
+        return values
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        row, response = self.recorded_response(messages)
+        tools = list(tools or [])
+        target = forced_tool_name(tools, tool_choice) if tools else None
+        if target is not None:
+            message = AIMessage(
+                content="",
+                tool_calls=[{"name": target, "args": self._field_values(target, tools, response), "id": f"replay_{row}"}],
+            )
+        else:
+            message = AIMessage(content=response)
+        input_tokens = estimate_tokens(messages_as_text(messages))
+        output_tokens = estimate_tokens(response)
+        message.usage_metadata = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
+        message.response_metadata = {
+            "model_name": self.model,
+            "replay_row": row,
+            "tokens_estimated": True,
+            "token_estimate": "4 characters per token (model_tiers.ledger.estimate_tokens)",
+        }
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def replay_model_from_options(tier: str, options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ReplayChatModel:
+    """Build a replay model from a tier's `options` (see the module docstring)."""
+    unknown = set(options) - _KNOWN_OPTIONS
+    if unknown:
+        raise ConfigError(f"tier '{tier}': unknown replay options {sorted(unknown)}; allowed: {sorted(_KNOWN_OPTIONS)}")
+    if not options.get("recording"):
+        raise ConfigError(f"tier '{tier}' is a replay tier but has no options.recording (the recorded CSV)")
+    model = str(options.get("model") or "")
+    response_column = str(options.get("response_column") or (f"{model}_response" if model else ""))
+    if not response_column:
+        raise ConfigError(f"tier '{tier}': set options.model (the recorded model) or options.response_column")
+    fields = dict(options.get("fields") or {"solution": "response", "final_answer": "final_number"})
+    bad = {name: source for name, source in fields.items() if source not in FIELD_SOURCES}
+    if bad:
+        raise ConfigError(f"tier '{tier}': options.fields {bad} use unknown sources; allowed: {', '.join(FIELD_SOURCES)}")
+    parser = None
+    if "final_number" in fields.values():
+        if not options.get("final_number"):
+            raise ConfigError(
+                f"tier '{tier}': options.fields uses 'final_number', so options.final_number must name "
+                "the parser, e.g. 'evals.datasets.numbers:extract_final_number'"
+            )
+        parser = _import_function(str(options["final_number"]), tier)
+    return ReplayChatModel(
+        tier=tier,
+        model=model or response_column,
+        recording_path=resolve_recording_path(str(options["recording"]), env),
+        response_column=response_column,
+        question_column=str(options.get("question_column") or "prompt"),
+        fields=fields,
+        final_number=parser,
+    )

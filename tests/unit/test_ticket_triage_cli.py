@@ -1,0 +1,109 @@
+"""`tierflow run ticket_triage` end to end with scripted tiers: real KB, real helpdesk,
+real SQLite checkpoints, real subprocesses (killed with SIGKILL and resumed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.unit.triage_scripts import TIERS_TOML
+from tools.helpdesk import Helpdesk
+
+MESSAGE = "I lost my card yesterday on the bus, please block it."
+
+
+@pytest.fixture()
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    tiers = tmp_path / "tiers.toml"
+    tiers.write_text(TIERS_TOML)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OLLAMA_HOST")}
+    env.update({"TIERFLOW_TIERS": str(tiers), "TIERFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO_ROOT)})
+    return env
+
+
+def tierflow(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "evals.cli", *args], cwd=REPO_ROOT, env=env, text=True,
+        capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+def tickets(env: dict[str, str]) -> list:
+    return Helpdesk(Path(env["TIERFLOW_HOME"]) / "helpdesk.sqlite").list_tickets()
+
+
+def test_run_prints_trace_final_answer_and_ledger(cli_env):
+    done = tierflow(cli_env, "run", "ticket_triage", "--input", MESSAGE, "--thread", "t-ok")
+    assert done.returncode == 0, done.stderr + done.stdout
+    out = done.stdout
+    assert "classify" in out and "verifier pass" in out and "lost_or_stolen_card" in out
+    assert "Ledger (this run)" in out and "all on the frontier tier" in out
+    [ticket] = tickets(cli_env)
+    assert ticket.intent == "lost_or_stolen_card" and ticket.status == "drafted"
+    assert ticket.entities == {"date": "yesterday"} and ticket.cited_snippet_ids
+
+
+def test_killed_run_resumes_from_its_checkpoint_and_files_once(cli_env, tmp_path):
+    block = tmp_path / "blocked"
+    env = {**cli_env, "TIERFLOW_TEST_BLOCK_FILE": str(block)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evals.cli", "run", "ticket_triage", "--input", MESSAGE, "--thread", "t-kill"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not block.exists():
+            assert proc.poll() is None, "the run ended before reaching the draft step"
+            assert time.monotonic() < deadline, "the run never reached the draft step"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert tickets(cli_env) == []  # killed before filing
+    resumed = tierflow(env, "run", "ticket_triage", "--thread", "t-kill", "--resume")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert "resuming" in resumed.stdout
+    assert len(tickets(cli_env)) == 1
+    again = tierflow(env, "run", "ticket_triage", "--thread", "t-kill", "--resume")
+    assert again.returncode == 2 and "nothing to resume" in again.stderr
+    assert len(tickets(cli_env)) == 1
+
+
+def test_unknown_graph_is_a_clear_error(cli_env):
+    res = tierflow(cli_env, "run", "tiket_triage", "--input", "x")
+    assert res.returncode == 2
+    assert "unknown graph 'tiket_triage'" in res.stderr and "ticket_triage" in res.stderr
+
+
+def test_non_utf8_input_file_is_a_clear_error(cli_env, tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Carte perdue à Genève".encode("latin-1"))
+    res = tierflow(cli_env, "run", "ticket_triage", "--input", f"@{bad}")
+    assert res.returncode == 2 and "not valid UTF-8" in res.stderr and "0xe0" in res.stderr
+
+
+def test_empty_and_huge_inputs_are_rejected_in_state(cli_env, tmp_path):
+    empty = tierflow(cli_env, "run", "ticket_triage", "--input", "   ")
+    assert empty.returncode == 1 and "rejected" in empty.stdout and "empty" in empty.stdout
+    huge = tmp_path / "huge.txt"
+    huge.write_text("card " * 200_000)  # 1 MB
+    res = tierflow(cli_env, "run", "ticket_triage", "--input", f"@{huge}")
+    assert res.returncode == 1 and "rejected" in res.stdout and "limit" in res.stdout
+    assert tickets(cli_env) == []
+
+
+def test_malformed_tiers_file_is_a_clear_error(cli_env, tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[tiers]]\nname = 'slm'\nprovider = 'embeded'\nmodel = 'x'\n")
+    res = tierflow({**cli_env, "TIERFLOW_TIERS": str(broken)}, "run", "ticket_triage", "--input", MESSAGE)
+    assert res.returncode == 2
+    assert str(broken) in res.stderr.replace("\n", "") and "tiers.0.provider" in res.stderr
