@@ -19,8 +19,11 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/tierflow run ticket_triage --input @samples/ticket.txt --thread demo-$$(date +%s)
 
+# The scale-out test needs a real PostgreSQL: .ci/postgres.sh installs (Debian) and starts
+# one on loopback unless TIERFLOW_TEST_PG_DSN already points at a server.
 test: setup
-	$(PY) -m pytest -q -rs
+	dsn="$${TIERFLOW_TEST_PG_DSN:-}"; [ -n "$$dsn" ] || dsn="$$(.ci/postgres.sh)" || exit 1; \
+	TIERFLOW_TEST_PG_DSN="$$dsn" $(PY) -m pytest -q -rs
 
 bench: setup
 	$(PY) -m evals.bench.embedded

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from evals import harness_cli
 from graphs import cli as graphs_cli
 from model_tiers import cli as model_tiers_cli
 from model_tiers.errors import TierflowError
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     model_tiers_cli.register(sub)
     graphs_cli.register(sub)
+    harness_cli.register(sub)
     return parser
 
 
@@ -34,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except TierflowError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {err}", highlight=False)
         return 2
 
 

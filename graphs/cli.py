@@ -166,6 +166,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if state.get("status") == "done" else 1
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from tools.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase(args.kb)
+    chunks = kb.ingest(args.docs)
+    console.print(f"ingested {chunks} policy paragraphs into {kb.path} ({kb.count()} in the collection)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("run", help="run a graph on one request (checkpointed, resumable)")
     p.add_argument("graph", help=f"one of: {', '.join(graph_names())}")
@@ -178,4 +187,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-cost", type=float, help="budget: USD for this run")
     p.add_argument("--on-budget", choices=["stop", "interrupt", "cheaper_only"], help="what to do when a budget is spent")
     p.set_defaults(handler=_run)
+    p = subparsers.add_parser("ingest", help="(re)build the policy knowledge base used by ticket_triage")
+    p.add_argument("--docs", help="folder of policy markdown files (default: the corpus shipped in tools/policies)")
+    p.add_argument("--kb", help="knowledge-base folder (default: $TIERFLOW_HOME/kb)")
+    p.set_defaults(handler=_ingest)
     register_studio(subparsers)

@@ -86,6 +86,9 @@ def _check(registry: TierRegistry, spec: TierSpec, env: Mapping[str, str], probe
 
 def _fix_for(err: TierflowError) -> str:
     name = type(err).__name__
+    if "response_format" in str(err):
+        # llama.cpp's OpenAI server answers 500 to response_format=json_schema.
+        return "set capabilities.structured_output = \"function_calling\" for this tier"
     return {
         "TierUnreachable": "start the server, fix base_url, or raise timeout_s",
         "InvalidModelOutput": "set capabilities.structured_output to a method this server supports",

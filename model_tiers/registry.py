@@ -174,7 +174,11 @@ class TierRegistry:
             raw = out["raw"]
             if out.get("parsing_error") is not None or out.get("parsed") is None:
                 text = raw.content if isinstance(raw.content, str) else json.dumps(raw.content)
-                reason = out.get("parsing_error") or "no structured output in the reply"
+                finish = raw.response_metadata.get("finish_reason")
+                reason = out.get("parsing_error") or (
+                    "no structured output in the reply"
+                    + (" (cut off at the output-token limit)" if finish == "length" else "")
+                )
                 raise InvalidModelOutput(
                     spec.name,
                     str(reason)[:500],

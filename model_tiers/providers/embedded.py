@@ -30,7 +30,7 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
-from model_tiers.errors import ConfigError, InvalidModelOutput, MissingDependency
+from model_tiers.errors import ConfigError, MissingDependency
 from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name
 
 __all__ = [
@@ -449,17 +449,17 @@ class EmbeddedChatModel(ToolCallingChatModel):
                 data = json.loads(text)
             except json.JSONDecodeError:
                 # A grammar-constrained decode only fails to parse when it ran out of tokens.
-                raise InvalidModelOutput(
-                    self.tier,
-                    f"output cut off at max_tokens={self.max_tokens} before the JSON closed",
-                    raw=text,
-                ) from None
-            name, args = (forced, data) if forced else (data["name"], data["arguments"])
-            if name == NO_TOOL:
-                content = str(args.get("reply", ""))
-            else:
-                content = ""
-                tool_calls.append({"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:12]}"})
+                # The reply goes back without a tool call (and with its usage, so the ledger
+                # still counts the tokens); the caller's parser reports it as invalid output.
+                data = None
+                content = text
+            if data is not None:
+                name, args = (forced, data) if forced else (data["name"], data["arguments"])
+                if name == NO_TOOL:
+                    content = str(args.get("reply", ""))
+                else:
+                    content = ""
+                    tool_calls.append({"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:12]}"})
         message = AIMessage(
             content=content,
             tool_calls=tool_calls,

@@ -107,3 +107,14 @@ def test_malformed_tiers_file_is_a_clear_error(cli_env, tmp_path):
     res = tierflow({**cli_env, "TIERFLOW_TIERS": str(broken)}, "run", "ticket_triage", "--input", MESSAGE)
     assert res.returncode == 2
     assert str(broken) in res.stderr.replace("\n", "") and "tiers.0.provider" in res.stderr
+
+
+def test_ingest_command_builds_the_knowledge_base(cli_env, tmp_path):
+    done = tierflow(cli_env, "ingest")
+    assert done.returncode == 0 and "ingested" in done.stdout
+    from tools.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase(Path(cli_env["TIERFLOW_HOME"]) / "kb")
+    assert kb.count() > 50 and kb.search("I lost my card", k=1)
+    missing = tierflow(cli_env, "ingest", "--docs", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

@@ -1,0 +1,9 @@
+"""Benchmarks that print figures (latency, throughput, memory); they are not tests.
+
+* `python -m evals.bench.embedded`: the embedded GGUF models in-process, and the same
+  structured call over HTTP through llama_cpp.server.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,106 @@
+"""Session-scoped real servers for the integration tests, and small tier-config helpers.
+
+Servers run as subprocesses on free loopback ports, log into pytest's tmp dir (outside the
+repository) and are stopped at the end of the session whatever the tests did. Test tiers
+use small `max_output_tokens`: the machine has two shared cores.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from model_tiers import ROLES, TierConfig, config_from_mapping
+from model_tiers.providers.embedded import resolve_model_path
+from tests.servers.process import LOOPBACK, ServerProcess, free_port, running_server
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The name the Ollama-protocol server gives SmolLM2, as an Ollama user would pull it.
+OLLAMA_MODEL = "smollm2:135m"
+SERVER_N_CTX = 2048
+SERVER_START_DEADLINE_S = 180.0
+
+
+class TierConfigFactory(Protocol):
+    def __call__(self, *tiers: Mapping[str, Any]) -> TierConfig: ...
+
+
+def _tier_config(*tiers: Mapping[str, Any]) -> TierConfig:
+    return config_from_mapping(
+        {"tiers": [dict(t) for t in tiers], "roles": {role: tiers[0]["name"] for role in ROLES}},
+        source="integration test",
+    )
+
+
+@pytest.fixture(scope="session")
+def make_tier_config() -> TierConfigFactory:
+    """Build a ladder of the given tier tables (cheapest first); every role starts on the first."""
+    return _tier_config
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def ollama_model() -> str:
+    """The model name the Ollama-protocol server answers for."""
+    return OLLAMA_MODEL
+
+
+@pytest.fixture(scope="session")
+def ollama_server(server_logs: Path) -> Iterator[ServerProcess]:
+    """Ollama's HTTP API over the embedded SmolLM2, every tools request answered with a call."""
+    port = free_port()
+    argv = [
+        "python", "-m", "tests.servers.ollama_protocol",
+        "--host", LOOPBACK, "--port", str(port),
+        "--model", f"smollm2-135m-instruct={OLLAMA_MODEL}",
+        "--n-ctx", str(SERVER_N_CTX), "--tool-choice", "required", "--log-level", "info",
+    ]
+    with running_server(
+        "ollama-protocol server", argv, port=port, log_path=server_logs / "ollama_protocol.log",
+        ready_path="/api/version", deadline_s=SERVER_START_DEADLINE_S, cwd=REPO_ROOT,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_server(server_logs: Path) -> Iterator[ServerProcess]:
+    """llama-cpp-python's OpenAI-compatible server over the SmolLM2 GGUF file."""
+    gguf, _, _ = resolve_model_path("smollm2-135m-instruct")
+    port = free_port()
+    argv = [
+        "python", "-m", "llama_cpp.server",
+        "--model", str(gguf), "--model_alias", "smollm2",
+        "--host", LOOPBACK, "--port", str(port), "--n_ctx", str(SERVER_N_CTX),
+    ]
+    with running_server(
+        "llama_cpp.server", argv, port=port, log_path=server_logs / "llama_cpp_server.log",
+        ready_path="/v1/models", deadline_s=SERVER_START_DEADLINE_S, cwd=REPO_ROOT,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((LOOPBACK, 0))
+        sock.listen(64)
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def dead_port() -> int:
+    """A loopback port nobody listens on: connections are refused at once."""
+    return free_port()

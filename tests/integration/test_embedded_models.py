@@ -1,0 +1,130 @@
+"""The embedded tiers (real GGUF models in-process) through `TierRegistry.call`.
+
+These check the contract (schema-valid structured output, a valid tool call, real token
+counts, one shared engine under concurrency), not the answers' quality: the models are tiny.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel
+
+from model_tiers import TierRegistry
+from model_tiers.providers import embedded
+
+TICKET = (
+    "Hello, I ordered a pair of running shoes two weeks ago (order A-1234) and the tracking "
+    "page has not changed for six days. I was charged twice for it as well. Can you help?"
+)
+
+
+class TicketTriage(BaseModel):
+    label: Literal["billing", "shipping", "account", "other"]
+    urgent: bool
+
+
+@tool
+def lookup_order(order_id: str) -> str:
+    """Look up the status of a customer order by its order id."""
+    return order_id
+
+
+@tool
+def refund_payment(order_id: str, amount: float) -> str:
+    """Refund an amount of money paid for an order."""
+    return f"{order_id}:{amount}"
+
+
+TOOLS = {t.name: t for t in (lookup_order, refund_payment)}
+
+
+def embedded_tier(model: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "local",
+        "provider": "embedded",
+        "model": model,
+        "max_output_tokens": 96,
+        "price_input_per_mtok": 0.05,
+        "price_output_per_mtok": 0.10,
+        "options": {"n_ctx": 2048},
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module", params=["smollm2-135m-instruct", "gemma3-270m"])
+def registry(request: pytest.FixtureRequest, make_tier_config: Any) -> TierRegistry:
+    return TierRegistry(make_tier_config(embedded_tier(request.param)))
+
+
+def _assert_real_usage(registry: TierRegistry, usage: Any) -> None:
+    spec = registry.spec("local")
+    assert usage.tier == "local" and usage.provider == "embedded" and usage.model == spec.model
+    assert not usage.tokens_estimated
+    assert usage.input_tokens > 0 and 0 < usage.output_tokens <= spec.max_output_tokens
+    assert usage.cost_usd == pytest.approx(spec.cost(usage.input_tokens, usage.output_tokens))
+
+
+def test_structured_output_is_schema_valid(registry: TierRegistry) -> None:
+    reply = registry.call(
+        "local",
+        [SystemMessage("Classify the support ticket."), HumanMessage(TICKET)],
+        schema=TicketTriage,
+    )
+    assert isinstance(reply.value, TicketTriage)
+    TicketTriage.model_validate(reply.value.model_dump())
+    _assert_real_usage(registry, reply.usage)
+
+
+def test_required_tool_call_is_valid(registry: TierRegistry) -> None:
+    reply = registry.call(
+        "local",
+        [HumanMessage("Where is my order A-1234? Please check its status.")],
+        tools=list(TOOLS.values()),
+        tool_choice="required",
+    )
+    assert len(reply.value) == 1
+    call = reply.value[0]
+    assert call["name"] in TOOLS
+    TOOLS[call["name"]].args_schema.model_validate(call["args"])  # type: ignore[union-attr]
+    assert reply.message.tool_calls == reply.value
+    _assert_real_usage(registry, reply.usage)
+
+
+def test_concurrent_calls_share_one_engine(monkeypatch: pytest.MonkeyPatch, make_tier_config: Any) -> None:
+    """Threads calling one tier at once all succeed, on a single loaded engine.
+
+    The tier allows 4 concurrent calls, so the engine's own lock is what serialises them;
+    two registries are used to show the engine is shared per process, not per chat model.
+    """
+    loaded: list[embedded.EmbeddedEngine] = []
+
+    class CountingEngine(embedded.EmbeddedEngine):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            loaded.append(self)
+
+    monkeypatch.setattr(embedded, "EmbeddedEngine", CountingEngine)
+    # An n_ctx no other test uses: the engine is loaded for the first time inside this test.
+    config = make_tier_config(embedded_tier("smollm2-135m-instruct", max_concurrency=4, options={"n_ctx": 1536}))
+    registries = [TierRegistry(config), TierRegistry(config)]
+    workers = 4
+    start = threading.Barrier(workers)
+
+    def classify(i: int) -> TicketTriage:
+        start.wait()
+        reply = registries[i % 2].call("local", [HumanMessage(f"Ticket #{i}: {TICKET}")], schema=TicketTriage)
+        assert not reply.usage.tokens_estimated
+        return reply.value  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(classify, range(workers)))
+
+    assert len(results) == workers and all(isinstance(r, TicketTriage) for r in results)
+    assert len(loaded) == 1
+    assert embedded.get_engine("smollm2-135m-instruct", n_ctx=1536) is loaded[0]

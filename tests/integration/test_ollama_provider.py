@@ -1,0 +1,245 @@
+"""The `ollama` provider against a server speaking Ollama's HTTP API (embedded SmolLM2 behind it).
+
+Two clients: ChatOllama, as tierflow's `ollama` tiers use it (it always streams and sends
+`format=<JSON schema>` for structured output), and the `ollama` Python client directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import httpx
+import ollama
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel
+
+from model_tiers import TierRegistry, TierUnreachable, Usage
+from tests.servers.process import ServerProcess
+
+TICKET = "My parcel for order A-1234 has not moved for six days. Where is it?"
+
+
+class TicketTriage(BaseModel):
+    label: Literal["billing", "shipping", "account", "other"]
+    urgent: bool
+
+
+@tool
+def lookup_order(order_id: str) -> str:
+    """Look up the status of a customer order by its order id."""
+    return order_id
+
+
+@tool
+def refund_payment(order_id: str, amount: float) -> str:
+    """Refund an amount of money paid for an order."""
+    return f"{order_id}:{amount}"
+
+
+TOOLS = {t.name: t for t in (lookup_order, refund_payment)}
+TRIAGE_SCHEMA = TicketTriage.model_json_schema()
+
+
+def get_order_status(order_id: str) -> str:
+    """Get the shipping status of an order.
+
+    Args:
+      order_id: The order's id, for example A-1234.
+    """
+    return order_id
+
+
+def ollama_tier(server: ServerProcess, model: str, method: str = "json_schema") -> dict[str, Any]:
+    return {
+        "name": "local",
+        "provider": "ollama",
+        "model": model,
+        "base_url": server.url,
+        "timeout_s": 300,  # a bound for a hung server; the two CPU cores may be shared
+        "max_output_tokens": 64,
+        "price_input_per_mtok": 0.1,
+        "price_output_per_mtok": 0.1,
+        "capabilities": {"tools": True, "structured_output": method, "context_window": 2048},
+    }
+
+
+@pytest.fixture(scope="module")
+def registry(ollama_server: ServerProcess, ollama_model: str, make_tier_config: Any) -> TierRegistry:
+    return TierRegistry(make_tier_config(ollama_tier(ollama_server, ollama_model)))
+
+
+@pytest.fixture(scope="module")
+def client(ollama_server: ServerProcess) -> Iterator[ollama.Client]:
+    with ollama.Client(host=ollama_server.url, timeout=300) as client:
+        yield client
+
+
+def _assert_reported_usage(usage: Usage) -> None:
+    """Counts come from the final chunk's prompt_eval_count / eval_count, not an estimate."""
+    assert usage.tier == "local" and usage.provider == "ollama"
+    assert not usage.tokens_estimated
+    assert usage.input_tokens > 0 and 0 < usage.output_tokens <= 64
+
+
+# -- ChatOllama through the registry ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_structured_output(
+    method: str, ollama_server: ServerProcess, ollama_model: str, make_tier_config: Any
+) -> None:
+    registry = TierRegistry(make_tier_config(ollama_tier(ollama_server, ollama_model, method)))
+    reply = registry.call(
+        "local", [SystemMessage("Classify the support ticket."), HumanMessage(TICKET)], schema=TicketTriage
+    )
+    assert isinstance(reply.value, TicketTriage)
+    _assert_reported_usage(reply.usage)
+
+
+def test_tool_call(registry: TierRegistry) -> None:
+    reply = registry.call("local", [HumanMessage(TICKET)], tools=list(TOOLS.values()))
+    assert len(reply.value) == 1
+    call = reply.value[0]
+    assert call["name"] in TOOLS
+    TOOLS[call["name"]].args_schema.model_validate(call["args"])  # type: ignore[union-attr]
+    _assert_reported_usage(reply.usage)
+
+
+def test_plain_text_after_a_tool_result(registry: TierRegistry) -> None:
+    conversation = [
+        HumanMessage(TICKET),
+        AIMessage("", tool_calls=[{"name": "lookup_order", "args": {"order_id": "A-1234"}, "id": "call_1"}]),
+        ToolMessage("in transit, delivery expected tomorrow", tool_call_id="call_1"),
+    ]
+    reply = registry.call("local", conversation)
+    assert isinstance(reply.value, str) and reply.value.strip()
+    _assert_reported_usage(reply.usage)
+
+
+def test_streaming(registry: TierRegistry) -> None:
+    chunks = list(registry.model("local").stream([HumanMessage("Say hello to the customer.")]))
+    texts = [c.content for c in chunks if c.content]
+    assert len(texts) >= 2, "the answer should arrive in several chunks"
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total += chunk
+    assert isinstance(total.content, str) and total.content == "".join(texts)  # type: ignore[arg-type]
+    assert total.usage_metadata is not None and total.usage_metadata["input_tokens"] > 0
+    assert 0 < total.usage_metadata["output_tokens"] <= 64
+
+
+def test_unknown_model_is_unreachable(ollama_server: ServerProcess, make_tier_config: Any) -> None:
+    registry = TierRegistry(make_tier_config(ollama_tier(ollama_server, "no-such-model:7b")))
+    with pytest.raises(TierUnreachable, match="not found"):
+        registry.call("local", [HumanMessage("hello")])
+
+
+# -- the ollama client directly -----------------------------------------------------------------
+
+
+def test_list_show_and_version(client: ollama.Client, ollama_server: ServerProcess, ollama_model: str) -> None:
+    listed = client.list()
+    assert ollama_model in [m.model for m in listed.models]
+    entry = next(m for m in listed.models if m.model == ollama_model)
+    assert entry.size and entry.digest and entry.details and entry.details.format == "gguf"
+    shown = client.show(ollama_model)
+    assert shown.details is not None and shown.details.family == "llama"
+    assert shown.modelinfo is not None and shown.modelinfo["general.architecture"] == "llama"
+    assert shown.capabilities is not None and "tools" in shown.capabilities
+    # The client has no version() method: the endpoint is read as ollama's CLI reads it.
+    version = httpx.get(f"{ollama_server.url}/api/version", timeout=10).json()
+    assert isinstance(version["version"], str) and version["version"]
+
+
+def test_chat_structured_not_streamed(client: ollama.Client, ollama_model: str) -> None:
+    response = client.chat(
+        ollama_model,
+        messages=[{"role": "user", "content": f"Classify this ticket: {TICKET}"}],
+        format=TRIAGE_SCHEMA,
+        options={"temperature": 0, "num_predict": 48},
+        stream=False,
+    )
+    assert response.done and response.done_reason == "stop"
+    TicketTriage.model_validate_json(response.message.content or "")
+    assert response.prompt_eval_count and response.prompt_eval_count > 0
+    assert response.eval_count and 0 < response.eval_count <= 48
+    assert response.total_duration and response.eval_duration is not None
+
+
+def test_chat_streamed_text_respects_num_predict(client: ollama.Client, ollama_model: str) -> None:
+    chunks = list(
+        client.chat(
+            ollama_model,
+            messages=[{"role": "user", "content": "Write a long story about a lost parcel."}],
+            options={"temperature": 0, "num_predict": 8},
+            stream=True,
+        )
+    )
+    *body, final = chunks
+    assert len(body) >= 2 and not any(c.done for c in body)
+    assert "".join(c.message.content or "" for c in body).strip()
+    assert final.done and final.done_reason == "length" and final.eval_count == 8
+    assert final.prompt_eval_count and final.prompt_eval_count > 0
+
+
+def test_chat_streamed_structured(client: ollama.Client, ollama_model: str) -> None:
+    chunks = list(
+        client.chat(
+            ollama_model,
+            messages=[{"role": "user", "content": f"Classify this ticket: {TICKET}"}],
+            format=TRIAGE_SCHEMA,
+            options={"temperature": 0, "num_predict": 48},
+            stream=True,
+        )
+    )
+    assert chunks[-1].done and len(chunks) > 2
+    TicketTriage.model_validate_json("".join(c.message.content or "" for c in chunks))
+
+
+def test_chat_json_mode(client: ollama.Client, ollama_model: str) -> None:
+    response = client.chat(
+        ollama_model,
+        messages=[{"role": "user", "content": "Describe order A-1234 as a JSON object."}],
+        format="json",
+        options={"temperature": 0, "num_predict": 48},
+    )
+    if response.done_reason == "stop":
+        assert isinstance(json.loads(response.message.content or ""), dict)
+    else:  # cut off by num_predict: still a JSON object's prefix
+        assert (response.message.content or "").lstrip().startswith("{")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_tool_call(client: ollama.Client, ollama_model: str, stream: bool) -> None:
+    kwargs: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "What is the status of order A-1234?"}],
+        "tools": [get_order_status],
+        "options": {"temperature": 0, "num_predict": 48},
+    }
+    if stream:
+        chunks = list(client.chat(ollama_model, stream=True, **kwargs))
+        assert chunks[-1].done
+        with_calls = [c for c in chunks if c.message.tool_calls]
+        assert len(with_calls) == 1
+        calls = with_calls[0].message.tool_calls
+    else:
+        response = client.chat(ollama_model, stream=False, **kwargs)
+        assert response.done
+        calls = response.message.tool_calls
+    assert calls is not None and len(calls) == 1
+    assert calls[0].function.name == "get_order_status"
+    assert isinstance(calls[0].function.arguments["order_id"], str)
+
+
+def test_unknown_model_is_404(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.chat("nope", messages=[{"role": "user", "content": "hi"}], stream=False)
+    assert caught.value.status_code == 404
+    assert caught.value.error == "model 'nope' not found"
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.show("nope")
+    assert caught.value.status_code == 404
