@@ -24,7 +24,7 @@ from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, make_ac
 from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
 from agents.verifier import make_human_review_node, make_verifier_node
 from model_tiers import ConfigError, TierRegistry, TierRunContext, apply_run_context, load_tier_config
-from graphs.state import TieredInput, TieredOutput, TieredState
+from graphs.state import RESET, TieredInput, TieredOutput, TieredState
 
 __all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "ROUTER", "coerce_context"]
 
@@ -153,7 +153,10 @@ class ServiceProvider:
 def _router(workflow: Workflow) -> Callable[..., Command]:
     def router(state: dict[str, Any], runtime: Any) -> Command:
         run_id = uuid.uuid4().hex
-        fresh: dict[str, Any] = {"run_id": run_id, "status": "running", "cursor": 0, "attempt": None, "proposal": None, "failure": None, "review_error": None}
+        fresh: dict[str, Any] = {
+            "run_id": run_id, "status": "running", "cursor": 0, "attempt": None, "proposal": None,
+            "failure": None, "review_error": None, "results": {RESET: True}, "decided_by": {RESET: True},
+        }
         problem = validate_request(state.get("request"), workflow.max_input_chars)
         if problem:
             event = {"type": "rejected_input", "reason": problem}

@@ -63,8 +63,9 @@ STEP_TOOLS: dict[str, tuple[str, ...]] = {
     "handoff": HANDOFF_TOOLS,
     "reply": (),
 }
-# A request is simple when the default plan has all it needs: these changes need no
-# look-up beyond the order; item swaps only when the message names the new item ids.
+# A request is simple when the default plan has all it needs: an email to authenticate
+# with (so the identify call is forced, not chosen), and a change that needs no look-up
+# beyond the order; item swaps only when the message names the new item ids.
 _SIMPLE_ACTIONS = frozenset({"cancel", "return", "address"})
 _SWAP_ACTIONS = frozenset({"exchange", "modify_items"})
 MAX_SECTION_CHARS = 1_200
@@ -81,9 +82,9 @@ class CustomerReply(BaseModel):
 
 
 def needs_plan(request: str) -> bool:
-    """True unless the message names one order, one change and the customer's email or zip."""
+    """True unless the message names one order, one change and the customer's email."""
     facts = request_facts(request)
-    if len(facts.order_ids) != 1 or len(facts.actions) != 1 or not (facts.emails or facts.zips):
+    if len(facts.order_ids) != 1 or len(facts.actions) != 1 or len(facts.emails) != 1:
         return True
     action = facts.actions[0]
     return not (action in _SIMPLE_ACTIONS or (action in _SWAP_ACTIONS and len(facts.item_ids) >= 2))
@@ -400,7 +401,7 @@ _PLANNER_INSTRUCTIONS = (
 )
 
 DEFAULT_PLAN: tuple[PlanItem, ...] = (
-    PlanItem(id="0:identify", step="identify", instruction="Authenticate the customer with the email, or the name and zip, they gave."),
+    PlanItem(id="0:identify", step="identify", tool="find_user_id_by_email", instruction="Authenticate the customer with the email they gave."),
     PlanItem(id="1:inspect", step="inspect", tool="get_order_details", instruction="Get the details of the order the message is about."),
     PlanItem(id="2:change", step="change", instruction="Make the change the customer asks for on that order."),
     PlanItem(id="3:reply", step="reply", instruction="Tell the customer what was done."),

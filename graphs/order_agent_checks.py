@@ -175,9 +175,6 @@ def _found(read: Callable[..., dict[str, Any]], conn: sqlite3.Connection, key: s
 
 # --- the checks -----------------------------------------------------------------------------
 
-CheckFn = Callable[[Mapping[str, Any], StepInput], str | None]
-
-
 def _authenticated_first(value: Mapping[str, Any], inp: StepInput) -> str | None:
     if value["name"] in _PUBLIC_TOOLS or identified_user(inp.results) is not None:
         return None

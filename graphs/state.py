@@ -7,12 +7,22 @@ from typing import Annotated, Any
 
 from typing_extensions import TypedDict
 
-__all__ = ["TieredState", "TieredInput", "TieredOutput", "merge_dicts"]
+__all__ = ["TieredState", "TieredInput", "TieredOutput", "merge_dicts", "RESET"]
+
+
+RESET = "__reset__"
 
 
 def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    """Reducer: later keys win; used for per-item results and who decided them."""
-    return {**(left or {}), **(right or {})}
+    """Reducer: later keys win; used for per-item results and who decided them.
+
+    An update carrying the key `RESET` replaces the whole dict instead: a new run on an old
+    thread must not see the previous run's results.
+    """
+    right = right or {}
+    if RESET in right:
+        return {k: v for k, v in right.items() if k != RESET}
+    return {**(left or {}), **right}
 
 
 class TieredInput(TypedDict):

@@ -1,44 +1,20 @@
-"""Where the public datasets live on this machine.
-
-The datasets are read-only and never copied into the repository, so their folder is
-configuration: ``$TIERFLOW_DATASETS`` when set, else ``<repo>/../shared/datasets`` (the
-layout of a checkout next to the shared data).
-"""
+"""Where the public datasets live: one rule, kept in `tools.datasets` ($TIERFLOW_DATASETS,
+else `<repo>/../shared/datasets`); this module adds the per-dataset folder lookup."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from model_tiers.errors import ConfigError
+from tools.datasets import DATASETS_ENV_VAR as DATASETS_ENV
+from tools.datasets import datasets_dir
 
 __all__ = ["DATASETS_ENV", "datasets_root", "resolve_dataset_path"]
-
-DATASETS_ENV = "TIERFLOW_DATASETS"
-
-# evals/datasets/paths.py -> parents[2] is the repository root.
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def datasets_root() -> Path:
     """The folder that holds one sub-folder per dataset (banking77/, bfcl/, ...)."""
-    configured = os.environ.get(DATASETS_ENV, "").strip()
-    if configured:
-        root = Path(configured).expanduser()
-        if not root.is_dir():
-            raise ConfigError(
-                f"datasets folder {root} does not exist; point {DATASETS_ENV} at the folder "
-                "that holds banking77/, clinc150/, bfcl/, ...",
-                source=f"env:{DATASETS_ENV}",
-            )
-        return root
-    root = (_REPO_ROOT.parent / "shared" / "datasets").resolve()
-    if not root.is_dir():
-        raise ConfigError(
-            f"no datasets folder found at the default {root}; set the environment variable "
-            f"{DATASETS_ENV} to the folder that holds banking77/, clinc150/, bfcl/, ..."
-        )
-    return root
+    return datasets_dir().resolve()
 
 
 def resolve_dataset_path(name: str) -> Path:

@@ -168,3 +168,14 @@ def test_confidence_threshold_fails_low_confidence_labels():
     out, _ = run(compile_toy(reg))
     assert out["decided_by"]["0:classify"] == "frontier"
     assert "below the threshold" in out["ledger"][0]["reason"]
+
+
+def test_a_new_run_on_the_same_thread_starts_from_clean_results():
+    reg, _, _ = registry({"classify": [OK_LABEL, {"label": "card_lost", "confidence": 0.8}], "extract": [OK_AMOUNT, {}],
+                          "reply": [OK_REPLY, OK_REPLY]}, {})
+    graph = compile_toy(reg, checkpointer=InMemorySaver())
+    first, config = run(graph, thread="same")
+    second = graph.invoke({"request": "I lost my card"}, config)
+    assert second["results"]["0:classify"]["label"] == "card_lost"
+    assert second["results"]["1:extract"] == {"amount": None, "currency": None}
+    assert {u["run_id"] for u in second["ledger"]} == {first["ledger"][0]["run_id"], second["ledger"][-1]["run_id"]}
