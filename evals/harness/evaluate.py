@@ -1,0 +1,120 @@
+"""One eval run end to end: load and sample the dataset, open (or resume) the run folder,
+build the graph once, run every pending (policy, case), and write the report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evals.datasets import Dataset
+from evals.harness.policies import Policy
+from evals.harness.records import ResultStore, RunManifest
+from evals.harness.report import EvalReport, build_report, write_report
+from evals.harness.runner import RunCounts, run_cases
+from evals.harness.suite import Suite
+from graphs.catalog import load_graph_module
+from graphs.cli import data_dir
+from model_tiers import ConfigError, TierConfig, load_tier_config
+
+__all__ = ["EvalSettings", "EvalResult", "run_eval", "default_out_dir", "effective_tier_config"]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to run a suite: which policies, which cases, where to, how many at once."""
+
+    policies: tuple[Policy, ...]
+    out_dir: Path | None = None
+    dataset_path: Path | None = None
+    limit: int | None = None
+    seed: int = 0
+    concurrency: int = 4
+    tiers_file: str | None = None
+    retry_errors: bool = False
+    progress: bool = True
+    # Only rebuild the report from what the run folder already holds.
+    report_only: bool = False
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    out_dir: Path
+    report: EvalReport
+    paths: dict[str, Path]
+    counts: RunCounts
+
+
+def effective_tier_config(config: TierConfig) -> dict[str, Any]:
+    """The tier config a run's results depend on (its routing policy is set per policy)."""
+    data = config.model_dump(mode="json")
+    data.pop("policy", None)
+    return data
+
+
+def default_out_dir(suite: Suite, tier_config: Mapping[str, Any], policies: Sequence[Policy]) -> Path:
+    """`<data dir>/evals/<graph>-<suite>-<fingerprint>`: the same settings resume the same
+    folder; other tiers or run-context overrides get their own."""
+    overrides = sorted({json.dumps({k: v for k, v in p.context_dict().items() if k not in ("policy", "confidence_threshold")}, sort_keys=True) for p in policies})
+    blob = json.dumps({"tiers": tier_config, "overrides": overrides}, sort_keys=True).encode()
+    return data_dir() / "evals" / f"{suite.graph}-{suite.name}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
+    """Run `suite` under `settings.policies` and write report.json / report.md / cost_quality.png."""
+    if not settings.policies:
+        raise ConfigError("an eval needs at least one policy")
+    if settings.limit is not None and settings.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {settings.limit}")
+    if settings.concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, got {settings.concurrency}")
+    tier_config = effective_tier_config(load_tier_config(settings.tiers_file))
+    dataset = suite.load(settings.dataset_path, settings.limit, settings.seed)
+    if not dataset.cases:
+        raise ConfigError(f"the dataset {dataset.source.path} has no cases for suite '{suite.name}'")
+    out_dir = Path(settings.out_dir) if settings.out_dir is not None else default_out_dir(suite, tier_config, settings.policies)
+    store = ResultStore(out_dir)
+    manifest = store.open(
+        RunManifest(
+            graph=suite.graph,
+            suite=suite.name,
+            dataset=dataset.source.path,
+            tier_config=tier_config,
+            policies={p.name: p.context_dict() for p in settings.policies},
+        ),
+        write=not settings.report_only,
+    )
+    counts = RunCounts()
+    if not settings.report_only:
+        counts = _run_pending(suite, settings, dataset, store, out_dir)
+    records = store.load_all([p.name for p in settings.policies])
+    report = build_report(
+        suite, dataset, settings.policies, records, manifest, sample={"limit": settings.limit, "seed": settings.seed}
+    )
+    return EvalResult(out_dir=out_dir, report=report, paths=write_report(report, out_dir), counts=counts)
+
+
+def _run_pending(suite: Suite, settings: EvalSettings, dataset: Dataset[Any, Any], store: ResultStore, out_dir: Path) -> RunCounts:
+    module = load_graph_module(suite.graph)
+    kinds = {s.name: str(s.kind) for s in module.WORKFLOW.all_steps}
+    resources = suite.open_resources(out_dir) if suite.open_resources is not None else None
+    build_options: dict[str, Any] = {"tiers_file": settings.tiers_file}
+    if resources is not None:
+        build_options["resources"] = resources
+    # No checkpointer: the runner reads state and interrupts from the stream (see runner).
+    graph = module.build(**build_options)
+    return run_cases(
+        graph,
+        suite,
+        dataset,
+        settings.policies,
+        store,
+        kinds=kinds,
+        concurrency=settings.concurrency,
+        progress=settings.progress,
+        retry_errors=settings.retry_errors,
+        resources=resources,
+    )

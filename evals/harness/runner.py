@@ -1,0 +1,316 @@
+"""Run a suite's cases under each policy through the compiled graph and record each one.
+
+* The graph is built once per process WITHOUT a checkpointer: a case's state and any
+  interrupt come from the stream itself (`updates` + `values`), and everything the report
+  and the fine-tuning export need is in the case record, so thousands of cases leave no
+  checkpoint database behind (~150 KB of checkpoints per ticket_triage case otherwise).
+  Each case still gets its own thread id and the policy's `TierRunContext` as `context=`.
+* Cases run concurrently on a thread pool (`concurrency`); each tier's own
+  `max_concurrency` still bounds the calls a model receives at once, so with more workers
+  than model slots a case's wall time includes waiting for a slot.
+* A run that pauses at an interrupt (human review, confirmation, budget question) is not
+  waited on: it is recorded as `needs_human` with the interrupt's payload. A graph that
+  raises is recorded as `error` with the exception, and an evaluator that raises is a
+  failed evaluation (`run_evaluator`); neither stops the other cases.
+* Every finished case is appended to `results/<policy>.jsonl` by the worker that ran it,
+  so an interrupted run keeps what finished and a rerun skips it.
+
+Prompts are captured with a LangChain callback handler (LangGraph hands each node's
+config, callbacks included, to the chat models a node invokes), one per node execution,
+and matched to the node's model proposals in order, which is exact because a case's
+thread runs one node at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, BaseMessage
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from evals.datasets import Case, Dataset
+from evals.evaluators.base import EvaluationError, run_evaluator
+from evals.harness.policies import Policy
+from evals.harness.records import AttemptTrace, CaseRecord, ChatTurn, ResultStore, StepTrace
+from evals.harness.suite import GraphOutcome, Suite
+
+__all__ = ["PromptRecorder", "RunCounts", "build_step_traces", "run_case", "run_cases", "to_chat_turns", "jsonable"]
+
+_ESCALATION_EVENTS = frozenset({"escalate", "fallback"})
+_ROLE_OF = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy (pydantic models, tuples, odd types rendered as text)."""
+    return json.loads(json.dumps(value, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump") else str(o)))
+
+
+def to_chat_turns(messages: Sequence[BaseMessage]) -> list[ChatTurn]:
+    """LangChain messages -> OpenAI chat-format turns (content as text)."""
+    turns = []
+    for message in messages:
+        content = message.content if isinstance(message.content, str) else json.dumps(message.content)
+        calls = None
+        if isinstance(message, AIMessage) and message.tool_calls:
+            calls = [
+                {"id": c.get("id") or f"call_{i}", "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
+                for i, c in enumerate(message.tool_calls)
+            ]
+        turns.append(ChatTurn(role=_ROLE_OF.get(message.type, "user"), content=content, tool_calls=calls))  # type: ignore[arg-type]
+    return turns
+
+
+class PromptRecorder(BaseCallbackHandler):
+    """Records the messages (and bound tools) of the chat-model calls of each graph task.
+
+    A task is one execution of a node (one attempt of a step); LangGraph tags each call's
+    metadata with the node and the superstep, so a provider that makes several calls for
+    one attempt still maps to one attempt (its first call is kept).
+    """
+
+    def __init__(self) -> None:
+        self._first_call: dict[tuple[str, Any], tuple[list[BaseMessage], list[dict[str, Any]] | None]] = {}
+        self._lock = threading.Lock()
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: uuid.UUID,
+        parent_run_id: uuid.UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        meta = metadata or {}
+        node = meta.get("langgraph_node")
+        if node is None:
+            return
+        task = meta.get("langgraph_checkpoint_ns") or meta.get("langgraph_step")
+        tools = (kwargs.get("invocation_params") or {}).get("tools")
+        with self._lock:
+            self._first_call.setdefault((str(node), task), (list(messages[0]) if messages else [], jsonable(tools) if tools else None))
+
+    def calls_of(self, node: str) -> list[tuple[list[BaseMessage], list[dict[str, Any]] | None]]:
+        """The first call of each task of `node`, in the order the tasks ran."""
+        with self._lock:
+            return [call for (n, _), call in self._first_call.items() if n == node]
+
+
+def _verdicts(values: Mapping[str, Any]) -> dict[tuple[str, int], tuple[str, str | None]]:
+    """(item id, attempt number) -> (verdict, reason), from verdict events and the ledger."""
+    found: dict[tuple[str, int], tuple[str, str | None]] = {}
+    for usage in values.get("ledger") or []:
+        if usage.get("step") and usage.get("role") != "judge" and usage.get("verdict"):
+            found[(usage["step"], int(usage.get("attempt") or 0))] = (usage["verdict"], usage.get("reason"))
+    for event in values.get("events") or []:
+        if event.get("type") == "verdict" and event.get("item_id"):
+            found[(event["item_id"], int(event.get("attempt") or 0))] = (event["verdict"], event.get("reason"))
+    return found
+
+
+def _truth(suite: Suite, node: str, value: Any, case: Case[Any, Any]) -> bool | None:
+    truth = suite.truth_for(node)
+    if truth is None:
+        return None
+    try:
+        return truth.is_correct(value, case)
+    except Exception as err:  # a broken truth function must not pass for "unknown" silently
+        raise EvaluationError(f"suite '{suite.name}': ground truth for '{node}' raised {type(err).__name__}: {err}") from err
+
+
+def build_step_traces(
+    suite: Suite,
+    case: Case[Any, Any],
+    values: Mapping[str, Any],
+    proposals: Sequence[tuple[str, Mapping[str, Any]]],
+    recorder: PromptRecorder,
+    kinds: Mapping[str, str],
+) -> list[StepTrace]:
+    """One `StepTrace` per plan item that proposed something, in the order items ran."""
+    verdicts = _verdicts(values)
+    deciders = values.get("decided_by") or {}
+    traces: dict[str, StepTrace] = {}
+    model_proposals: dict[str, int] = {}
+    for node, proposal in proposals:
+        item_id = str(proposal.get("item_id"))
+        trace = traces.setdefault(item_id, StepTrace(item_id=item_id, node=node, kind=kinds.get(node)))
+        if proposal.get("tier") is not None:
+            index = model_proposals.get(node, 0)
+            model_proposals[node] = index + 1
+            calls = recorder.calls_of(node)
+            if trace.prompt is None and index < len(calls):
+                messages, tools = calls[index]
+                trace.prompt = to_chat_turns(messages[:2])
+                # Only tool steps need the offered tools back (for the fine-tuning export);
+                # a structured step's schema is not part of its chat transcript.
+                trace.tools = tools if kinds.get(node) == "tool" else None
+        number = int(proposal.get("attempt") or 0)
+        verdict, reason = verdicts.get((item_id, number), (None, None))
+        value = proposal.get("value")
+        trace.attempts.append(
+            AttemptTrace(
+                attempt=number,
+                tier=proposal.get("tier"),
+                value=jsonable(value),
+                error_kind=proposal.get("error_kind"),
+                error=proposal.get("error"),
+                verdict=verdict,  # type: ignore[arg-type]
+                reason=reason,
+                correct=None if proposal.get("tier") is None or proposal.get("error_kind") == "fault" else _truth(suite, node, value, case),
+            )
+        )
+    for item_id, trace in traces.items():
+        trace.decided_by = deciders.get(item_id)
+    return list(traces.values())
+
+
+def run_case(
+    graph: Any,
+    suite: Suite,
+    policy: Policy,
+    case: Case[Any, Any],
+    *,
+    kinds: Mapping[str, str],
+    resources: Mapping[str, Any] | None = None,
+) -> CaseRecord:
+    """Run one case under one policy to its end (or its first interrupt) and grade it."""
+    thread_id = f"eval:{policy.name}:{case.id}:{uuid.uuid4().hex[:8]}"
+    recorder = PromptRecorder()
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id}, "callbacks": [recorder]}
+    proposals: list[tuple[str, Mapping[str, Any]]] = []
+    values: dict[str, Any] = {}
+    interrupt: dict[str, Any] | None = None
+    error: str | None = None
+    started = time.perf_counter()
+    try:
+        for mode, chunk in graph.stream(suite.to_input(case), config, context=policy.context, stream_mode=["updates", "values"]):
+            if mode == "values":
+                values = {k: v for k, v in chunk.items() if k != "__interrupt__"}
+                continue
+            for node, update in chunk.items():
+                if node == "__interrupt__":
+                    interrupt = jsonable(update[0].value) if update else {}
+                elif isinstance(update, Mapping) and update.get("proposal"):
+                    proposals.append((node, update["proposal"]))
+    except Exception as err:  # recorded as the case's status "error", with the traceback tail
+        error = "".join(traceback.format_exception(err, limit=-3)).strip()[-4000:]
+    wall = time.perf_counter() - started
+
+    if error is not None:
+        status = "error"
+    elif interrupt is not None:
+        status = "needs_human"
+    else:
+        status = str(values.get("status") or "error")
+        if status not in ("done", "failed", "stopped", "rejected"):
+            error, status = f"the graph ended with status '{status}' and no interrupt", "error"
+
+    outcome = GraphOutcome(status=status, values=values, interrupt=interrupt, error=error, resources=resources)  # type: ignore[arg-type]
+    try:
+        steps = build_step_traces(suite, case, values, proposals, recorder, kinds)
+        output = jsonable(suite.to_output(outcome))
+    except Exception as err:  # a suite bug: recorded, and the case's evaluations fail below
+        steps, output = [], None
+        error = (error + "\n" if error else "") + f"suite '{suite.name}' could not read the run: {type(err).__name__}: {err}"
+        status = "error"
+    evaluations = [run_evaluator(e, output, case) for e in suite.evaluators]
+    return CaseRecord(
+        case_id=case.id,
+        policy=policy.name,
+        status=status,  # type: ignore[arg-type]
+        thread_id=thread_id,
+        wall_s=wall,
+        output=output,
+        evaluations=evaluations,
+        ledger=jsonable(list(values.get("ledger") or [])),
+        steps=steps,
+        escalations=sum(1 for e in values.get("events") or [] if e.get("type") in _ESCALATION_EVENTS),
+        interrupt=interrupt,
+        error=error,
+    )
+
+
+@dataclass
+class RunCounts:
+    """How many cases ran, were skipped (already recorded) and ended in each status."""
+
+    ran: int = 0
+    skipped: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def _pending(
+    dataset: Dataset[Any, Any], policies: Sequence[Policy], store: ResultStore, retry_errors: bool
+) -> tuple[list[tuple[Policy, Case[Any, Any]]], int]:
+    recorded = {p.name: store.load(p.name) for p in policies}
+    jobs, skipped = [], 0
+    # Case-major order: an interrupted run still compares every policy on the same cases.
+    for case in dataset.cases:
+        for policy in policies:
+            previous = recorded[policy.name].get(case.id)
+            if previous is not None and not (retry_errors and previous.status == "error"):
+                skipped += 1
+            else:
+                jobs.append((policy, case))
+    return jobs, skipped
+
+
+def run_cases(
+    graph: Any,
+    suite: Suite,
+    dataset: Dataset[Any, Any],
+    policies: Sequence[Policy],
+    store: ResultStore,
+    *,
+    kinds: Mapping[str, str],
+    concurrency: int = 4,
+    progress: bool = True,
+    retry_errors: bool = False,
+    resources: Mapping[str, Any] | None = None,
+    on_record: Callable[[CaseRecord], None] | None = None,
+) -> RunCounts:
+    """Run every (policy, case) pair not yet recorded in `store`, `concurrency` at a time."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    workers = min(concurrency, suite.max_concurrency or concurrency)
+    jobs, skipped = _pending(dataset, policies, store, retry_errors)
+    counts = RunCounts(skipped=skipped)
+    lock = threading.Lock()
+
+    def work(policy: Policy, case: Case[Any, Any]) -> CaseRecord:
+        record = run_case(graph, suite, policy, case, kinds=kinds, resources=resources)
+        store.append(record)
+        with lock:
+            counts.ran += 1
+            counts.statuses[record.status] = counts.statuses.get(record.status, 0) + 1
+        if on_record is not None:
+            on_record(record)
+        return record
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(f"{suite.name}: {len(jobs)} runs ({skipped} already recorded)", total=len(jobs))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierflow-eval")
+        try:
+            futures = [pool.submit(work, policy, case) for policy, case in jobs]
+            for future in as_completed(futures):
+                record = future.result()
+                bar.update(task, advance=1, description=f"{suite.name}: {record.policy} {record.case_id} -> {record.status}")
+        except BaseException:
+            # Ctrl-C: cases already running finish and are recorded; queued ones are dropped.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+    return counts
+

@@ -1,0 +1,170 @@
+"""A `Suite` declares how one graph is evaluated on one dataset.
+
+It says which graph runs, where its cases come from, how a case becomes the graph's input,
+how the graph's end state becomes a gradable output, which evaluators grade it, which
+run-level metrics are computed over all cases, and - for verifier precision/recall - how to
+tell from the ground truth whether one step's candidate answer was right.
+
+The harness (runner, report, CLI) knows nothing about any particular graph; everything
+graph-specific lives in a suite module under `evals/suites/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from evals.datasets import Case, Dataset
+from evals.evaluators.base import EvaluationResult, evaluator_name, run_evaluator
+
+__all__ = [
+    "OutcomeStatus",
+    "GraphOutcome",
+    "StepTruth",
+    "Aggregate",
+    "Suite",
+    "EvaluatorLike",
+    "on_output_field",
+]
+
+# How a case's run ended. `needs_human`: the graph paused at an interrupt (human review, a
+# confirmation, a budget question); `error`: the graph raised instead of ending.
+OutcomeStatus = Literal["done", "failed", "stopped", "rejected", "needs_human", "error"]
+
+EvaluatorLike = Any  # an object with `name` and `evaluate(output, case)`, or a function (output, case)
+
+
+@dataclass(frozen=True)
+class GraphOutcome:
+    """What a suite's `to_output` sees: how the run ended and the graph's full state."""
+
+    status: OutcomeStatus
+    values: Mapping[str, Any]
+    interrupt: Mapping[str, Any] | None = None
+    error: str | None = None
+    resources: Mapping[str, Any] | None = None
+
+    def result_of(self, step: str) -> Any:
+        """The verified result of the latest plan item that ran `step` (None if none did)."""
+        results = self.values.get("results") or {}
+        for key in reversed(list(results)):
+            if key == step or key.endswith(f":{step}"):
+                return results[key]
+        return None
+
+    def decided_by(self, step: str) -> str | None:
+        """Which tier (or "human" / "code") produced the result of `step`."""
+        deciders = self.values.get("decided_by") or {}
+        for key in reversed(list(deciders)):
+            if key == step or key.endswith(f":{step}"):
+                return str(deciders[key])
+        return None
+
+    @property
+    def final(self) -> Mapping[str, Any]:
+        return self.values.get("final") or {}
+
+    @property
+    def stopped_at(self) -> str | None:
+        """The step the run ended on without a result: the interrupt's step, or the failure's."""
+        if self.interrupt is not None:
+            return self.interrupt.get("step")
+        failure = self.values.get("failure") or {}
+        return failure.get("step") if isinstance(failure, Mapping) else None
+
+
+@dataclass(frozen=True)
+class StepTruth:
+    """Ground truth for one step's candidates, for the verifier's precision and recall.
+
+    `is_correct(candidate, case)` says whether a candidate value the step proposed (None
+    when the model's reply could not be parsed) is right for the case; None = unknown.
+    """
+
+    node: str
+    is_correct: Callable[[Any, Case[Any, Any]], bool | None]
+    description: str
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A run-level metric over all (case, output) pairs (e.g. macro-F1), reported with a
+    bootstrap 95% interval; `compute` is called on resamples, so keep it linear-time."""
+
+    name: str
+    compute: Callable[[Sequence[tuple[Case[Any, Any], Any]]], float]
+    description: str
+
+
+DatasetLoader = Callable[[Path | None, int | None, int], Dataset[Any, Any]]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One graph on one dataset: inputs, outputs, graders, ground truth, policies."""
+
+    name: str
+    graph: str
+    description: str
+    # Folder name of the dataset under the datasets root (used to pick a suite from a path).
+    dataset: str
+    # (path or None for the default file, limit, seed) -> the sampled dataset.
+    load: DatasetLoader
+    to_input: Callable[[Case[Any, Any]], dict[str, Any]]
+    to_output: Callable[[GraphOutcome], Any]
+    evaluators: tuple[EvaluatorLike, ...]
+    # The headline quality metric: the name of an evaluator or of an aggregate.
+    primary: str
+    aggregates: tuple[Aggregate, ...] = ()
+    truths: tuple[StepTruth, ...] = ()
+    # Confidence thresholds for `--policy sweep`; empty when no step reports a score.
+    thresholds: tuple[float, ...] = ()
+    default_policies: tuple[str, ...] = ("all-slm", "all-frontier", "tiered")
+    # Resources the graph uses during the eval, opened once per run in the run folder (so
+    # an eval never writes into the production helpdesk or database); None = the graph's own.
+    open_resources: Callable[[Path], Mapping[str, Any]] | None = None
+    # Upper bound on concurrent cases (a graph whose cases share mutable state may need 1).
+    max_concurrency: int | None = None
+    # What each evaluator measures, by name (printed in the report).
+    metric_notes: Mapping[str, str] = field(default_factory=dict)
+    # What the suite measures and does not, printed in the report.
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [_name_of(e) for e in self.evaluators] + [a.name for a in self.aggregates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"suite '{self.name}': evaluator and aggregate names must be unique, got {names}")
+        if self.primary not in names:
+            raise ValueError(f"suite '{self.name}': primary metric '{self.primary}' is not one of {names}")
+        if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
+            raise ValueError(f"suite '{self.name}': thresholds must be in [0, 1]")
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [_name_of(e) for e in self.evaluators] + [a.name for a in self.aggregates]
+
+    def truth_for(self, node: str) -> StepTruth | None:
+        return next((t for t in self.truths if t.node == node), None)
+
+
+def _name_of(evaluator: EvaluatorLike) -> str:
+    return evaluator_name(evaluator)
+
+
+@dataclass(frozen=True)
+class _OnField:
+    inner: EvaluatorLike
+    key: str
+    name: str
+
+    def evaluate(self, output: Any, case: Any) -> EvaluationResult:
+        value = output.get(self.key) if isinstance(output, Mapping) else None
+        result = run_evaluator(self.inner, value, case)
+        return result.model_copy(update={"name": self.name})
+
+
+def on_output_field(evaluator: EvaluatorLike, key: str, *, name: str | None = None) -> EvaluatorLike:
+    """Grade `output[key]` with an evaluator written for that one value (e.g. a label)."""
+    return _OnField(evaluator, key, name or evaluator_name(evaluator))

@@ -1,0 +1,149 @@
+"""`tierflow eval GRAPH` and `tierflow export-finetune RUN_DIR`.
+
+    tierflow eval ticket_triage --dataset ../shared/datasets/banking77/train.csv \\
+        --policy all-slm all-frontier tiered --limit 50 --out runs/b77
+
+Exit status of `eval`: 0 when every case ran (whatever its quality), 1 when some case
+ended in an error (the graph raised: see the records' `error`), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from evals.finetune import export_finetune
+from evals.harness.evaluate import EvalSettings, run_eval
+from evals.harness.policies import BASE_POLICIES, SWEEP, resolve_policies
+from evals.harness.report import EvalReport
+from evals.suites import get_suite, graphs_with_suites
+
+__all__ = ["register"]
+
+# Piped output (CI logs, `| tee`) gets a width that fits the summary table unwrapped.
+console = Console(width=None if sys.stdout.isatty() else 150)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _summary_table(report: EvalReport) -> Table:
+    table = Table(
+        title=f"{report.graph} / {report.suite}: {report.sample.get('cases')} cases; quality = {report.primary} [95% CI]",
+        caption="vs AF: cost per case relative to all-frontier; top: share of calls on the top tier",
+    )
+    for column in ("policy", "quality", "$/case", "vs AF", "top", "p50/p95 s", "escalated", "human", "errors"):
+        table.add_column(column, justify="right")
+    for p in report.policies:
+        q = p.quality[report.primary]
+        quality = "n/a" if q.value is None else f"{100 * q.value:.0f}% [{100 * (q.low or 0):.0f}-{100 * (q.high or 0):.0f}]"
+        latency = "n/a" if p.latency_p50_s is None else f"{p.latency_p50_s:.1f}/{p.latency_p95_s or 0:.1f}"
+        table.add_row(
+            p.policy, quality,
+            "n/a" if p.cost_usd_per_case is None else f"{p.cost_usd_per_case:.2g}",
+            _pct(p.cost_vs_all_frontier), _pct(p.frontier_call_share), latency,
+            _pct(p.escalation_rate.value), _pct(p.human_rate.value), _pct(p.error_rate.value),
+        )
+    return table
+
+
+def _eval(args: argparse.Namespace) -> int:
+    suite = get_suite(args.graph, args.suite, args.dataset)
+    policies = resolve_policies(
+        args.policy, defaults=suite.default_policies, thresholds=suite.thresholds, on_top_failure=args.on_top_failure
+    )
+    console.print(
+        f"[bold]eval[/bold] {suite.graph} / suite [cyan]{suite.name}[/cyan]; policies: {', '.join(p.name for p in policies)}",
+        highlight=False,
+    )
+    result = run_eval(
+        suite,
+        EvalSettings(
+            policies=tuple(policies),
+            out_dir=Path(args.out) if args.out else None,
+            dataset_path=Path(args.dataset) if args.dataset else None,
+            limit=args.limit,
+            seed=args.seed,
+            concurrency=args.concurrency,
+            tiers_file=args.tiers,
+            retry_errors=args.retry_errors,
+            progress=not args.no_progress,
+            report_only=args.report_only,
+        ),
+    )
+    console.print(_summary_table(result.report))
+    if not args.report_only:
+        console.print(f"ran {result.counts.ran} case runs, skipped {result.counts.skipped} already recorded")
+    if result.report.sample.get("cases") != result.report.sample.get("sampled"):
+        console.print(
+            f"[yellow]compared on {result.report.sample.get('cases')} of {result.report.sample.get('sampled')} sampled cases"
+            "[/yellow] (those recorded under every policy); rerun without --report-only to complete",
+            highlight=False,
+        )
+    for kind, path in result.paths.items():
+        console.print(f"  {kind}: {path}", highlight=False)
+    errors = sum(p.statuses.get("error", 0) for p in result.report.policies)
+    if errors:
+        console.print(
+            f"[red]{errors} case run(s) ended in an error[/red]: see 'error' in {result.out_dir / 'results'}/*.jsonl; "
+            "rerun with --retry-errors after fixing the cause",
+            highlight=False,
+        )
+        return 1
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    summary = export_finetune(args.run_dir, args.out, require_correct=args.require_correct)
+    by_node = ", ".join(f"{node}={n}" for node, n in sorted(summary.by_node.items())) or "none"
+    console.print(f"wrote {summary.written} example(s) to {summary.path} ({by_node})", highlight=False)
+    left_out = {
+        "duplicates": summary.duplicates,
+        "without a recorded prompt": summary.without_prompt,
+        "not known to be correct": summary.not_known_correct,
+    }
+    skipped = ", ".join(f"{n} {why}" for why, n in left_out.items() if n)
+    if skipped:
+        console.print(f"left out: {skipped}", highlight=False)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("eval", help="compare routing policies on a graph's eval suite (cost, quality, latency)")
+    p.add_argument("graph", help=f"graph with an eval suite: {', '.join(graphs_with_suites())}")
+    p.add_argument("--dataset", help="dataset file (default: the suite's dataset under $TIERFLOW_DATASETS)")
+    p.add_argument("--suite", help="suite name (default: picked from the dataset path, else the graph's first suite)")
+    p.add_argument(
+        "--policy", nargs="+", action="extend", metavar="P",
+        help=f"policies to compare: {', '.join(BASE_POLICIES)}, tiered-confX (confidence threshold X), {SWEEP} "
+        "(default: all-slm all-frontier tiered)",
+    )
+    p.add_argument("--limit", type=int, help="run a deterministic sample of N cases (stratified; see --seed)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--out", help="run folder (default: $TIERFLOW_HOME/evals/<graph>-<suite>-<config hash>); a rerun resumes it")
+    p.add_argument("--concurrency", type=int, default=4, help="cases run at once (default 4); tiers still cap their own calls")
+    # SUPPRESS: the top-level `tierflow --tiers FILE eval ...` must not be reset by this default.
+    p.add_argument("--tiers", metavar="FILE", default=argparse.SUPPRESS, help="tiers file (same as tierflow --tiers)")
+    p.add_argument(
+        "--on-top-failure", choices=["interrupt", "fail"], default=None,
+        help="what a step that fails on every tier does (default: as configured, normally 'interrupt': the case is "
+        "recorded as needs_human); 'fail' records a typed failure instead",
+    )
+    p.add_argument("--retry-errors", action="store_true", help="rerun cases recorded with status 'error'")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report-only", action="store_true", help="run nothing; rebuild the report from the run folder")
+    p.set_defaults(handler=_eval)
+
+    x = subparsers.add_parser("export-finetune", help="chat-format JSONL of the steps the slm failed and the top tier passed")
+    x.add_argument("run_dir", help="the --out folder of a `tierflow eval` run")
+    x.add_argument("--out", help="output file (default: RUN_DIR/finetune.jsonl)")
+    x.add_argument(
+        "--require-correct", action="store_true",
+        help="keep only answers known to be right (step ground truth, else every graded evaluation of the case passed)",
+    )
+    x.set_defaults(handler=_export)
