@@ -22,16 +22,12 @@ from agents.prompts import user_prompt
 from agents.spec import PlanItem, StepInput, StepKind, StepSpec
 from model_tiers import TierflowError
 
-__all__ = ["make_verifier_node", "make_human_review_node", "JudgeVerdict", "step_node_name"]
+__all__ = ["make_verifier_node", "make_human_review_node", "JudgeVerdict"]
 
 
 class JudgeVerdict(BaseModel):
     ok: bool = Field(description="true only if the answer is correct, complete and grounded")
     reason: str = Field(description="one sentence")
-
-
-def step_node_name(step: str) -> str:
-    return step
 
 
 def _ledger_entry(proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[str, Any], verdict: str, reason: str | None) -> list[dict[str, Any]]:
@@ -42,7 +38,7 @@ def _ledger_entry(proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[st
         {
             **usage,
             "run_id": state.get("run_id"),
-            "node": step_node_name(spec.name),
+            "node": spec.name,
             "step": proposal["item_id"],
             "role": spec.role,
             "attempt": proposal.get("attempt", 0),
@@ -119,7 +115,7 @@ def make_verifier_node(
         if decision.tier is not None:
             if decision.tier != tier:
                 att["tier"], att["tries"] = decision.tier, 0
-            return Command(goto=step_node_name(item.step), update={**update, "attempt": att, "proposal": None, "events": events})
+            return Command(goto=item.step, update={**update, "attempt": att, "proposal": None, "events": events})
         if spec.kind == StepKind.PLAN:
             plan = [state["plan"][0], *plan_items([p.model_dump() for p in default_plan], start=1)]
             events.append({"type": "default_plan", "step": item.step, "reason": reason})

@@ -48,9 +48,8 @@ class Workflow:
     # Opens what the steps use (knowledge base, databases), once per process, lazily.
     open_resources: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
     toolbox: Callable[[Mapping[str, Any]], ToolBox] | None = None
-    finalize: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
-    # Instead of `finalize`: also given the run's resources (e.g. to report a database's state).
-    finalize_with_resources: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None
+    # finalize(state, resources) -> the run's `final` output (resources: e.g. to report a DB's state).
+    finalize: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None
     max_input_chars: int = 20_000
 
     def __post_init__(self) -> None:
@@ -65,8 +64,6 @@ class Workflow:
             raise ValueError(f"default plan of '{self.name}' uses undeclared steps {unknown}")
         if any(s.kind == StepKind.TOOL for s in self.steps) and self.toolbox is None:
             raise ValueError(f"workflow '{self.name}' has tool steps but no toolbox")
-        if self.finalize is not None and self.finalize_with_resources is not None:
-            raise ValueError(f"workflow '{self.name}' declares both finalize and finalize_with_resources; keep one")
 
     @property
     def all_steps(self) -> tuple[StepSpec, ...]:
@@ -190,10 +187,7 @@ def _responder(workflow: Workflow, provider: ServiceProvider) -> Callable[..., d
         if status == "running":
             status = "done"
         view = {**state, "status": status}
-        if workflow.finalize_with_resources is not None:
-            final = workflow.finalize_with_resources(view, provider.resources())
-        else:
-            final = workflow.finalize(view) if workflow.finalize else {"results": state.get("results", {})}
+        final = workflow.finalize(view, provider.resources()) if workflow.finalize else {"results": state.get("results", {})}
         emit(runtime, {"type": "final", "status": status})
         return {"status": status, "final": {"status": status, **final}}
 

@@ -87,7 +87,7 @@ def _candidate(state: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | N
     return None, None, False
 
 
-def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+def _finalize(state: Mapping[str, Any], _resources: Mapping[str, Any]) -> dict[str, Any]:
     solution, answered_by, verified = _candidate(state)
     final_text = (solution or {}).get("final_answer")
     return {

@@ -440,7 +440,7 @@ def _workflow() -> Workflow:
         needs_plan=needs_plan,
         open_resources=_open_resources,
         toolbox=retail_toolbox,
-        finalize_with_resources=finalize,
+        finalize=finalize,
     )
 
 

@@ -82,6 +82,10 @@ def parse_people(value: str) -> int | None:
 
 _TIME_WORDS = {"noon": (12, 0), "midday": (12, 0), "midnight": (0, 0)}
 _HOUR_WORD = {w: i for w, i in _NUMBER_WORDS.items() if 1 <= i <= 23 and " " not in w}
+# A span naming a month or an ordinal day is a date, whatever numbers it holds.
+_DATE_WORDS = re.compile(
+    r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b|\b\d{1,2}(st|nd|rd|th)\b"
+)
 # Relative times are times too ("in an hour", "now"), though they have no clock value.
 _RELATIVE_TIME = re.compile(r"\bnow\b|\bin (an|half an|a half|\d+|a few|\w+) (hours?|minutes?|mins?)\b|\b(minutes?|hours?) (before|after|from)\b")
 
@@ -100,7 +104,9 @@ def parse_time(value: str) -> tuple[int, int] | None:
         hour = int(m.group(3)) % 24
         minute = 30 if m.group(1) == "half" else 15
         return (hour, minute) if m.group(2) == "past" else ((hour - 1) % 24, 60 - minute)
-    m = re.search(r"\b(\d{1,2})(?:[:.]?(\d{2}))?\s*(a\.?m\.?|p\.?m\.?)?(?![\d])", text)
+    if _DATE_WORDS.search(text):
+        return None
+    m = re.search(r"\b(\d{1,2})(?:[:.]?(\d{2}))?\s*(a\.?m\.?|p\.?m\.?)?(?![\d])(?!\s*(?:st|nd|rd|th)\b)", text)
     if not m:
         return None
     hour, minute = int(m.group(1)), int(m.group(2) or 0)
@@ -136,7 +142,7 @@ def _time_parses(value: BookingSlots, _: StepInput) -> str | None:
     return f"time='{value.time}' is not a time of day (e.g. 7pm, 19:30, noon)"
 
 
-def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+def _finalize(state: Mapping[str, Any], _resources: Mapping[str, Any]) -> dict[str, Any]:
     slots = next((v for k, v in (state.get("results") or {}).items() if k.endswith(":extract")), None) or {}
     request = state.get("request", "")
     spans = {}

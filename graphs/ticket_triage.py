@@ -126,7 +126,7 @@ def _open_resources() -> Mapping[str, Any]:
     return {"kb": kb, "helpdesk": Helpdesk()}
 
 
-def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+def _finalize(state: Mapping[str, Any], _resources: Mapping[str, Any]) -> dict[str, Any]:
     results = state.get("results") or {}
 
     def pick(step: str) -> Any:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
+
 from evals.datasets import Dataset
 from evals.harness.policies import Policy
 from evals.harness.records import ResultStore, RunManifest
@@ -104,6 +106,10 @@ def _run_pending(suite: Suite, settings: EvalSettings, dataset: Dataset[Any, Any
     build_options: dict[str, Any] = {"tiers_file": settings.tiers_file}
     if resources is not None:
         build_options["resources"] = resources
+    if suite.answer_interrupt is not None:
+        # Answering an interrupt resumes the run, which needs its checkpoints (in memory,
+        # dropped after each case).
+        build_options["checkpointer"] = InMemorySaver()
     # No checkpointer: the runner reads state and interrupts from the stream (see runner).
     graph = module.build(**build_options)
     return run_cases(

@@ -105,6 +105,8 @@ class CaseRecord(BaseModel):
     steps: list[StepTrace] = Field(default_factory=list)
     escalations: int = 0
     interrupt: dict[str, Any] | None = None
+    # Interrupts the suite answered for the harness (payload and answer), in order.
+    answered: list[dict[str, Any]] = Field(default_factory=list)
     error: str | None = None
     recorded_at: str = Field(default_factory=utc_now)
 

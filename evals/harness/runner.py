@@ -35,6 +35,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage
+from langgraph.types import Command
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from evals.datasets import Case, Dataset
@@ -192,19 +193,32 @@ def run_case(
     values: dict[str, Any] = {}
     interrupt: dict[str, Any] | None = None
     error: str | None = None
+    answered: list[dict[str, Any]] = []
     started = time.perf_counter()
     try:
-        for mode, chunk in graph.stream(suite.to_input(case), config, context=policy.context, stream_mode=["updates", "values"]):
-            if mode == "values":
-                values = {k: v for k, v in chunk.items() if k != "__interrupt__"}
-                continue
-            for node, update in chunk.items():
-                if node == "__interrupt__":
-                    interrupt = jsonable(update[0].value) if update else {}
-                elif isinstance(update, Mapping) and update.get("proposal"):
-                    proposals.append((node, update["proposal"]))
+        if suite.prepare_case is not None:
+            suite.prepare_case(resources, case)
+        graph_input: Any = suite.to_input(case)
+        while True:
+            interrupt = None
+            for mode, chunk in graph.stream(graph_input, config, context=policy.context, stream_mode=["updates", "values"]):
+                if mode == "values":
+                    values = {k: v for k, v in chunk.items() if k != "__interrupt__"}
+                    continue
+                for node, update in chunk.items():
+                    if node == "__interrupt__":
+                        interrupt = jsonable(update[0].value) if update else {}
+                    elif isinstance(update, Mapping) and update.get("proposal"):
+                        proposals.append((node, update["proposal"]))
+            answer = _auto_answer(suite, interrupt, len(answered))
+            if answer is None:
+                break
+            answered.append({"interrupt": interrupt, "answer": jsonable(answer)})
+            graph_input = Command(resume=answer)
     except Exception as err:  # recorded as the case's status "error", with the traceback tail
         error = "".join(traceback.format_exception(err, limit=-3)).strip()[-4000:]
+    finally:
+        _forget_thread(graph, thread_id)
     wall = time.perf_counter() - started
 
     if error is not None:
@@ -237,8 +251,27 @@ def run_case(
         steps=steps,
         escalations=sum(1 for e in values.get("events") or [] if e.get("type") in _ESCALATION_EVENTS),
         interrupt=interrupt,
+        answered=answered,
         error=error,
     )
+
+
+# A graph that keeps asking after this many harness answers is left to a human.
+MAX_AUTO_ANSWERS = 50
+
+
+def _auto_answer(suite: Suite, interrupt: Mapping[str, Any] | None, answered: int) -> Any:
+    """The suite's answer to the run's interrupt, or None to stop there."""
+    if interrupt is None or suite.answer_interrupt is None or answered >= MAX_AUTO_ANSWERS:
+        return None
+    return suite.answer_interrupt(interrupt)
+
+
+def _forget_thread(graph: Any, thread_id: str) -> None:
+    """Drop a finished case's checkpoints (suites that answer interrupts use an in-memory saver)."""
+    saver = getattr(graph, "checkpointer", None)
+    if saver is not None and hasattr(saver, "delete_thread"):
+        saver.delete_thread(thread_id)
 
 
 @dataclass

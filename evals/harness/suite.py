@@ -127,6 +127,13 @@ class Suite:
     open_resources: Callable[[Path], Mapping[str, Any]] | None = None
     # Upper bound on concurrent cases (a graph whose cases share mutable state may need 1).
     max_concurrency: int | None = None
+    # Called before each case with the run's resources (e.g. reset a database to its
+    # pristine state); a suite that sets it must set max_concurrency = 1.
+    prepare_case: Callable[[Mapping[str, Any] | None, Case[Any, Any]], None] | None = None
+    # Answers an interrupt's payload for the harness (e.g. "yes" to a confirmation), or
+    # None to leave it to a human (the case is recorded as needs_human). When set, the
+    # graph is built with an in-memory checkpointer so a run can be resumed.
+    answer_interrupt: Callable[[Mapping[str, Any]], Any] | None = None
     # What each evaluator measures, by name (printed in the report).
     metric_notes: Mapping[str, str] = field(default_factory=dict)
     # What the suite measures and does not, printed in the report.
@@ -138,6 +145,8 @@ class Suite:
             raise ValueError(f"suite '{self.name}': evaluator and aggregate names must be unique, got {names}")
         if self.primary not in names:
             raise ValueError(f"suite '{self.name}': primary metric '{self.primary}' is not one of {names}")
+        if self.prepare_case is not None and self.max_concurrency != 1:
+            raise ValueError(f"suite '{self.name}': prepare_case resets shared state, so max_concurrency must be 1")
         if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
             raise ValueError(f"suite '{self.name}': thresholds must be in [0, 1]")
 

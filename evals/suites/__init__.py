@@ -13,6 +13,9 @@ __all__ = ["SUITE_MODULES", "suites_for", "get_suite", "graphs_with_suites"]
 
 SUITE_MODULES: dict[str, str] = {
     "ticket_triage": "evals.suites.ticket_triage",
+    "slot_extraction": "evals.suites.slot_extraction",
+    "math_qa": "evals.suites.math_qa",
+    "order_agent": "evals.suites.order_agent",
 }
 
 

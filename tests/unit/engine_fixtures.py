@@ -42,7 +42,7 @@ def toy_workflow(*, local_only_extract: bool = False) -> Workflow:
         description="classify, extract, reply",
         steps=steps,
         default_plan=default_plan("classify", "extract", "reply"),
-        finalize=lambda s: {"results": s.get("results", {})},
+        finalize=lambda state, _resources: {"results": state.get("results", {})},
     )
 
 

@@ -86,3 +86,8 @@ def test_parse_people(text, expected):
 def test_find_span_ignores_case_and_punctuation():
     assert find_span("Booking for ANA.", "ana.") == (12, 15)
     assert find_span("Booking", "") is None
+
+
+@pytest.mark.parametrize("text", ["19th of August", "May 3", "the 21st"])
+def test_dates_are_not_times(text):
+    assert parse_time(text) is None and not is_time_expression(text)

@@ -1,0 +1,97 @@
+"""Scripted tier replies for tests/unit/test_eval_suites.py (imported by tiers TOML files)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage
+
+__all__ = ["SLOT_SLM", "SLOT_GOLD", "slot_slm", "slot_frontier", "order_slm", "order_frontier"]
+
+# restaurant8k train_0 rows 0-3 -> the slm's extract reply (see the test for what each exercises).
+SLOT_SLM: dict[str, dict[str, Any]] = {
+    "There will be 5 adults and 1 child.": {"people": "5 adults and 1 child"},
+    "We will require and outside table to seat 9 people on August 23rd": {"people": "9", "date": "August 23rd"},
+    "Do you have room for 11 of us?": {"people": "11", "time": "room"},
+    "We are 13 and have a table.": {"people": "13", "first_name": "table"},
+}
+SLOT_GOLD: dict[str, dict[str, Any]] = {
+    "There will be 5 adults and 1 child.": {"people": "5 adults and 1 child"},
+    "We will require and outside table to seat 9 people on August 23rd": {"people": "9 people", "date": "August 23rd"},
+    "Do you have room for 11 of us?": {"people": "11"},
+    "We are 13 and have a table.": {"people": "13"},
+}
+
+
+def _message(messages: Sequence[BaseMessage]) -> str:
+    first = next(str(m.content) for m in messages if isinstance(m, HumanMessage))
+    return first.split("<<<\n", 1)[1].split("\n>>>", 1)[0]
+
+
+def slot_slm(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> Any:
+    return SLOT_SLM[_message(messages)]
+
+
+def slot_frontier(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> Any:
+    return SLOT_GOLD[_message(messages)]
+
+
+# -- order_agent: an oracle that follows a tau2 task's gold actions ----------------------------
+
+_TASKS: dict[str, Any] = {}
+_STEP_OF_TOOL = {"find_user_id_by_email": "identify", "find_user_id_by_name_zip": "identify", "transfer_to_human_agents": "handoff"}
+_WRITES = frozenset(
+    {"cancel_pending_order", "modify_pending_order_items", "modify_pending_order_address", "modify_pending_order_payment",
+     "modify_user_address", "return_delivered_order_items", "exchange_delivered_order_items"}
+)
+
+
+def _task_of(messages: Sequence[BaseMessage]) -> Any:
+    from evals.datasets import default_dataset_file, load_tau2_retail
+
+    if not _TASKS:
+        for case in load_tau2_retail(default_dataset_file("tau2_retail")).cases:
+            _TASKS[case.inputs.customer_request] = case
+    prompt = _message(messages)
+    return _TASKS[prompt]
+
+
+def _plan(case: Any, *, writes: bool) -> dict[str, Any]:
+    steps = []
+    for action in case.expected.actions:
+        if action.name in _WRITES and not writes:
+            continue
+        step = _STEP_OF_TOOL.get(action.name, "change" if action.name in _WRITES else "inspect")
+        steps.append({"step": step, "tool": action.name, "instruction": f"gold action {action.action_id}"})
+    steps.append({"step": "reply", "tool": None, "instruction": "Tell the customer what was done."})
+    return {"steps": steps}
+
+
+def _order_reply(messages: Sequence[BaseMessage], *, writes: bool, informative: bool) -> Any:
+    from langchain_core.messages import SystemMessage
+
+    from model_tiers.testing import tool_call
+
+    system = next(str(m.content) for m in messages if isinstance(m, SystemMessage))
+    step = system.split("Order agent step: ", 1)[1].split(".", 1)[0]
+    case = _task_of(messages)
+    if step == "plan":
+        return _plan(case, writes=writes)
+    if step == "reply":
+        info = " ".join(case.expected.communicate_info) if informative else ""
+        return {"reply": f"Thank you, your request has been handled. {info}".strip()}
+    prompt = next(str(m.content) for m in messages if isinstance(m, HumanMessage))
+    action_id = prompt.split("gold action ", 1)[1].split()[0].rstrip(".")
+    action = next(a for a in case.expected.actions if a.action_id == action_id)
+    return tool_call(action.name, dict(action.arguments))
+
+
+def order_slm(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> Any:
+    """Follows a plan's gold actions, but plans no write and says nothing required."""
+    return _order_reply(messages, writes=False, informative=False)
+
+
+def order_frontier(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> Any:
+    """The gold trajectory, and a reply with every required piece of information."""
+    return _order_reply(messages, writes=True, informative=True)
