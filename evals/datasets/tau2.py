@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES
+
 from .cases import Case, Dataset, DatasetFormatError, DatasetSource
 from ._files import existing_file, read_json
 
@@ -29,20 +31,9 @@ __all__ = [
     "load_tau2_retail",
 ]
 
-# The tau2 retail tools that leave the database unchanged (names from upstream tools.py).
-READ_ONLY_RETAIL_TOOLS: frozenset[str] = frozenset(
-    {
-        "calculate",
-        "find_user_id_by_email",
-        "find_user_id_by_name_zip",
-        "get_item_details",
-        "get_order_details",
-        "get_product_details",
-        "get_user_details",
-        "list_all_product_types",
-        "transfer_to_human_agents",
-    }
-)
+# The tau2 retail tools that leave the database unchanged: the project's tools are the
+# single source of which tools write.
+READ_ONLY_RETAIL_TOOLS: frozenset[str] = frozenset(RETAIL_TOOLS) - WRITE_TOOL_NAMES
 
 
 class UserInstructions(BaseModel):

@@ -62,7 +62,12 @@ def by_step(script: dict[str, list[Any]]):
     return reply
 
 
-def registry(slm: dict[str, list[Any]], frontier: dict[str, list[Any]], **config: Any) -> tuple[TierRegistry, ScriptedChatModel, ScriptedChatModel]:
+def registry(
+    slm: Any, frontier: Any, *, script: Any = None, **config: Any
+) -> tuple[TierRegistry, ScriptedChatModel, ScriptedChatModel]:
+    """slm and frontier scripted tiers (`plan` starts on the frontier, every other role on the
+    slm); `script` turns each tier's script into a reply function (default: `by_step`)."""
+    script = script or by_step
     data = {
         "tiers": [
             {"name": "slm", "provider": "scripted", "model": "s", "options": {"replies": ["unused"]},
@@ -74,8 +79,8 @@ def registry(slm: dict[str, list[Any]], frontier: dict[str, list[Any]], **config
         **config,
     }
     reg = TierRegistry(config_from_mapping(data), env={})
-    slm_model = ScriptedChatModel(replies=by_step(slm))
-    top_model = ScriptedChatModel(replies=by_step(frontier))
+    slm_model = ScriptedChatModel(replies=script(slm))
+    top_model = ScriptedChatModel(replies=script(frontier))
     reg.set_model("slm", slm_model)
     reg.set_model("frontier", top_model)
     return reg, slm_model, top_model

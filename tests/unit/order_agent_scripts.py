@@ -23,7 +23,8 @@ from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from agents.spec import ToolBox
 from graphs.builder import build_graph
 from graphs.order_agent import WORKFLOW, retail_toolbox
-from model_tiers import ROLES, TierRegistry, config_from_mapping
+from model_tiers import TierRegistry
+from tests.unit.engine_fixtures import registry
 from model_tiers.testing import ScriptedChatModel, tool_call
 from tools.retail import RetailDB, WRITE_TOOL_NAMES
 
@@ -69,22 +70,7 @@ def by_step(script: Script) -> Callable[[list[BaseMessage], Sequence[dict[str, A
 
 def order_registry(slm: Script, frontier: Script, **config: Any) -> tuple[TierRegistry, ScriptedChatModel, ScriptedChatModel]:
     """slm and frontier scripted tiers; `plan` starts on the frontier, every other role on the slm."""
-    data = {
-        "tiers": [
-            {"name": "slm", "provider": "scripted", "model": "s", "options": {"replies": ["unused"]},
-             "price_input_per_mtok": 0.1, "price_output_per_mtok": 0.1},
-            {"name": "frontier", "provider": "scripted", "model": "f", "options": {"replies": ["unused"]},
-             "local": False, "price_input_per_mtok": 10.0, "price_output_per_mtok": 30.0},
-        ],
-        "roles": {r: ("frontier" if r == "plan" else "slm") for r in ROLES},
-        **config,
-    }
-    reg = TierRegistry(config_from_mapping(data), env={})
-    slm_model = ScriptedChatModel(replies=by_step(slm))
-    top_model = ScriptedChatModel(replies=by_step(frontier))
-    reg.set_model("slm", slm_model)
-    reg.set_model("frontier", top_model)
-    return reg, slm_model, top_model
+    return registry(slm, frontier, script=by_step, **config)
 
 
 # --- reply builders ---------------------------------------------------------------------------
