@@ -168,7 +168,8 @@ def make_verifier_node(
         if reason is None and spec.judge:
             reason, usages, events = _judge(services, spec, inp, value)
         verdict = "pass" if reason is None else "fail"
-        ledger = _ledger_entry(proposal, spec, state, verdict, reason) + usages
+        judge_entries = [{**u, "run_id": state.get("run_id"), "step": item.id, "attempt": proposal.get("attempt", 0)} for u in usages]
+        ledger = _ledger_entry(proposal, spec, state, verdict, reason) + judge_entries
         verdict_event = {"type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"), "verdict": verdict, "reason": reason}
         emit(runtime, verdict_event)
         events.append(verdict_event)

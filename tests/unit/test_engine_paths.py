@@ -179,3 +179,32 @@ def test_a_new_run_on_the_same_thread_starts_from_clean_results():
     assert second["results"]["0:classify"]["label"] == "card_lost"
     assert second["results"]["1:extract"] == {"amount": None, "currency": None}
     assert {u["run_id"] for u in second["ledger"]} == {first["ledger"][0]["run_id"], second["ledger"][-1]["run_id"]}
+
+
+def test_llm_judge_can_fail_a_step_and_its_call_is_accounted():
+    import dataclasses
+
+    from agents.spec import StepKind
+    from graphs.builder import build_graph
+    from tests.unit.engine_fixtures import toy_workflow
+
+    wf = toy_workflow()
+    steps = tuple(dataclasses.replace(s, judge=True) if s.kind == StepKind.RESPOND else s for s in wf.steps)
+    wf = dataclasses.replace(wf, steps=steps)
+    verdicts_by_judge = [{"ok": False, "reason": "the reply ignores the amount"}, {"ok": True, "reason": "fine"}]
+
+    def judge(messages, tools):
+        return verdicts_by_judge.pop(0)
+
+    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY, OK_REPLY]},
+                             {}, escalation={"judge_tier": "frontier"})
+    from model_tiers.testing import ScriptedChatModel
+
+    reg.set_model("frontier", ScriptedChatModel(replies=judge))
+    out = build_graph(wf, registry=reg, resources={}).invoke({"request": MSG}, {"configurable": {"thread_id": "j"}})
+    assert out["status"] == "done"
+    judged = [u for u in out["ledger"] if u["role"] == "judge"]
+    assert [u["verdict"] for u in judged] == ["fail", "pass"] and all(u["tier"] == "frontier" for u in judged)
+    assert all(u["run_id"] == out["ledger"][0]["run_id"] and u["step"] == "2:reply" for u in judged)
+    reply_verdicts = [(u["verdict"], u["reason"]) for u in out["ledger"] if u["step"] == "2:reply" and u["role"] == "respond"]
+    assert reply_verdicts[0] == ("fail", "judge: the reply ignores the amount") and reply_verdicts[1][0] == "pass"
