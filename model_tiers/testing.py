@@ -30,6 +30,7 @@ __all__ = [
     "tool_call",
     "block_network",
     "scripted_model_from_options",
+    "scripted_ladder_toml",
 ]
 
 # A reply is text, a dict (the arguments of the forced / only tool), an AIMessage (used
@@ -213,3 +214,26 @@ def block_network(*, allow_loopback: bool = False) -> Iterator[None]:
     finally:
         socket.socket.connect = real_connect  # type: ignore[method-assign]
         socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]
+
+
+def scripted_ladder_toml(slm_function: str, frontier_function: str, *, frontier_local: bool = False, extra: str = "") -> str:
+    """A tiers file (TOML text) with two scripted tiers whose replies come from functions
+    named 'package.module:attribute': for tests that run graphs through files, servers or CLIs."""
+    local = "" if frontier_local else "local = false\n"
+    return f"""
+[[tiers]]
+name = "slm"
+provider = "scripted"
+model = "scripted-slm"
+price_input_per_mtok = 0.1
+price_output_per_mtok = 0.1
+options = {{ function = "{slm_function}" }}
+
+[[tiers]]
+name = "frontier"
+provider = "scripted"
+model = "scripted-frontier"
+{local}price_input_per_mtok = 10.0
+price_output_per_mtok = 30.0
+options = {{ function = "{frontier_function}" }}
+{extra}"""

@@ -42,7 +42,7 @@ from evals.harness.stats import bootstrap_estimate, macro_f1_score
 from evals.suites import get_suite
 from evals.suites.ticket_triage import BANKING77, CLINC150, routed_away
 from model_tiers import ConfigError, TierRunContext
-from model_tiers.testing import block_network
+from model_tiers.testing import block_network, scripted_ladder_toml
 from tools.datasets import dataset_file
 
 # -- scripted tiers -------------------------------------------------------------------------
@@ -105,24 +105,7 @@ def frontier_reply(messages: Sequence[BaseMessage], tools: Sequence[dict[str, An
     return _reply(messages, classify)
 
 
-TIERS_TOML = """
-[[tiers]]
-name = "slm"
-provider = "scripted"
-model = "eval-slm"
-price_input_per_mtok = 0.1
-price_output_per_mtok = 0.1
-options = { function = "tests.unit.test_eval_harness:slm_reply" }
-
-[[tiers]]
-name = "frontier"
-provider = "scripted"
-model = "eval-frontier"
-local = false
-price_input_per_mtok = 10.0
-price_output_per_mtok = 30.0
-options = { function = "tests.unit.test_eval_harness:frontier_reply" }
-"""
+TIERS_TOML = scripted_ladder_toml("tests.unit.test_eval_harness:slm_reply", "tests.unit.test_eval_harness:frontier_reply")
 
 
 def write_banking77(folder: Path, messages: Sequence[str]) -> Path:

@@ -17,30 +17,14 @@ from evals.suites import get_suite, suites_for
 from evals.suites.math_qa import ROUTELLM_GSM8K
 from evals.suites.order_agent import TAU2_RETAIL, GoldReplay, answer_confirmations, change_is_correct, pristine_db
 from evals.suites.slot_extraction import RESTAURANT8K, extract_is_correct
-from model_tiers.testing import block_network
+from model_tiers.testing import block_network, scripted_ladder_toml
 from tests.unit.eval_suite_scripts import SLOT_SLM
 from tools.retail import RetailDB
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = ("all-slm", "all-frontier", "tiered")
 
-SLOT_TIERS = """
-[[tiers]]
-name = "slm"
-provider = "scripted"
-model = "eval-slm"
-price_input_per_mtok = 0.1
-price_output_per_mtok = 0.1
-options = { function = "tests.unit.eval_suite_scripts:slot_slm" }
-
-[[tiers]]
-name = "frontier"
-provider = "scripted"
-model = "eval-frontier"
-price_input_per_mtok = 10.0
-price_output_per_mtok = 30.0
-options = { function = "tests.unit.eval_suite_scripts:slot_frontier" }
-"""
+SLOT_TIERS = scripted_ladder_toml("tests.unit.eval_suite_scripts:slot_slm", "tests.unit.eval_suite_scripts:slot_frontier", frontier_local=True)
 
 
 def _clean_env(mp: pytest.MonkeyPatch, home: Path) -> None:
@@ -180,24 +164,10 @@ def test_math_verifier_counts_match_the_traces(math_run):
 
 # -- order_agent (scripted tiers, real tau2 tasks, real retail database) ----------------------
 
-ORDER_TIERS = """
-[[tiers]]
-name = "slm"
-provider = "scripted"
-model = "eval-slm"
-price_input_per_mtok = 0.1
-price_output_per_mtok = 0.1
-options = { function = "tests.unit.eval_suite_scripts:order_slm" }
-
-[[tiers]]
-name = "frontier"
-provider = "scripted"
-model = "eval-frontier"
-local = false
-price_input_per_mtok = 10.0
-price_output_per_mtok = 30.0
-options = { function = "tests.unit.eval_suite_scripts:order_frontier" }
-
+ORDER_TIERS = scripted_ladder_toml(
+    "tests.unit.eval_suite_scripts:order_slm",
+    "tests.unit.eval_suite_scripts:order_frontier",
+    extra="""
 [roles]
 plan = "frontier"
 classify = "slm"
@@ -206,7 +176,8 @@ tool = "slm"
 verify = "slm"
 respond = "slm"
 judge = "frontier"
-"""
+""",
+)
 
 
 @pytest.fixture(scope="module")

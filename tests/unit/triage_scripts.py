@@ -14,6 +14,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
+from model_tiers.testing import scripted_ladder_toml
+
 
 def _system(messages: Sequence[BaseMessage]) -> str:
     return next((str(m.content) for m in messages if isinstance(m, SystemMessage)), "")
@@ -39,21 +41,4 @@ def frontier(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -
     raise AssertionError(f"frontier script has no reply for: {system[:80]!r}")
 
 
-TIERS_TOML = """
-[[tiers]]
-name = "slm"
-provider = "scripted"
-model = "triage-slm"
-price_input_per_mtok = 0.1
-price_output_per_mtok = 0.1
-options = { function = "tests.unit.triage_scripts:slm" }
-
-[[tiers]]
-name = "frontier"
-provider = "scripted"
-model = "triage-frontier"
-local = false
-price_input_per_mtok = 10.0
-price_output_per_mtok = 30.0
-options = { function = "tests.unit.triage_scripts:frontier" }
-"""
+TIERS_TOML = scripted_ladder_toml("tests.unit.triage_scripts:slm", "tests.unit.triage_scripts:frontier")
