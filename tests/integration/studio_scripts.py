@@ -26,7 +26,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from model_tiers.testing import tool_call
+from model_tiers.testing import scripted_ladder_toml, tool_call
 
 __all__ = [
     "DECLINED",
@@ -159,39 +159,7 @@ def frontier(messages: list[BaseMessage], tools: Sequence[dict[str, Any]]) -> AI
 
 
 def write_tiers_file(path: Path) -> Path:
-    """A tiers TOML whose two tiers are the scripted `slm` and `frontier` above."""
-    path.write_text(
-        f"""policy = "tiered"
-
-[[tiers]]
-name = "slm"
-provider = "scripted"
-model = "studio-slm"
-price_input_per_mtok = 0.1
-price_output_per_mtok = 0.2
-options = {{ function = "{__name__}:slm" }}
-
-[[tiers]]
-name = "frontier"
-provider = "scripted"
-model = "studio-frontier"
-price_input_per_mtok = 2.5
-price_output_per_mtok = 10.0
-options = {{ function = "{__name__}:frontier" }}
-
-[roles]
-plan = "frontier"
-classify = "slm"
-extract = "slm"
-tool = "slm"
-verify = "slm"
-respond = "frontier"
-judge = "frontier"
-
-[escalation]
-max_retries = 1
-on_top_failure = "interrupt"
-""",
-        encoding="utf-8",
-    )
+    """A tiers TOML whose two tiers are the scripted `slm` and `frontier` above (both local;
+    role map, policy and escalation as the defaults)."""
+    path.write_text(scripted_ladder_toml(f"{__name__}:slm", f"{__name__}:frontier", frontier_local=True), encoding="utf-8")
     return path

@@ -8,40 +8,19 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
-from langchain_core.tools import tool
-from pydantic import BaseModel
 
 from model_tiers import TierRegistry
 from model_tiers.providers import embedded
+from tests.integration.provider_probes import TOOLS, TicketTriage
 
 TICKET = (
     "Hello, I ordered a pair of running shoes two weeks ago (order A-1234) and the tracking "
     "page has not changed for six days. I was charged twice for it as well. Can you help?"
 )
-
-
-class TicketTriage(BaseModel):
-    label: Literal["billing", "shipping", "account", "other"]
-    urgent: bool
-
-
-@tool
-def lookup_order(order_id: str) -> str:
-    """Look up the status of a customer order by its order id."""
-    return order_id
-
-
-@tool
-def refund_payment(order_id: str, amount: float) -> str:
-    """Refund an amount of money paid for an order."""
-    return f"{order_id}:{amount}"
-
-
-TOOLS = {t.name: t for t in (lookup_order, refund_payment)}
 
 
 def embedded_tier(model: str, **overrides: Any) -> dict[str, Any]:

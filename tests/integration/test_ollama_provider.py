@@ -8,39 +8,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import ollama
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.tools import tool
-from pydantic import BaseModel
 
 from model_tiers import TierRegistry, TierUnreachable, Usage
+from tests.integration.provider_probes import TOOLS, TicketTriage, lookup_order
 from tests.servers.process import ServerProcess
 
 TICKET = "My parcel for order A-1234 has not moved for six days. Where is it?"
 
 
-class TicketTriage(BaseModel):
-    label: Literal["billing", "shipping", "account", "other"]
-    urgent: bool
-
-
-@tool
-def lookup_order(order_id: str) -> str:
-    """Look up the status of a customer order by its order id."""
-    return order_id
-
-
-@tool
-def refund_payment(order_id: str, amount: float) -> str:
-    """Refund an amount of money paid for an order."""
-    return f"{order_id}:{amount}"
-
-
-TOOLS = {t.name: t for t in (lookup_order, refund_payment)}
 TRIAGE_SCHEMA = TicketTriage.model_json_schema()
 
 

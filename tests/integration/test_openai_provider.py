@@ -7,29 +7,17 @@ response formats with HTTP 500, which must surface as a typed error, not a crash
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import openai
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
-from langchain_core.tools import tool
-from pydantic import BaseModel
 
 from model_tiers import TierRegistry, TierUnreachable, Usage
+from tests.integration.provider_probes import TicketTriage, lookup_order
 from tests.servers.process import ServerProcess
 
 TICKET = "I was charged twice for order A-1234 and want one of the payments refunded."
-
-
-class TicketTriage(BaseModel):
-    label: Literal["billing", "shipping", "account", "other"]
-    urgent: bool
-
-
-@tool
-def lookup_order(order_id: str) -> str:
-    """Look up the status of a customer order by its order id."""
-    return order_id
 
 
 def openai_tier(server: ServerProcess, method: str = "function_calling") -> dict[str, Any]:
