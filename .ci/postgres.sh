@@ -13,6 +13,12 @@
 # server-side command runs as the `postgres` user.
 set -euo pipefail
 
+# Only the DSN goes to stdout (the Makefile captures it): everything the server tools
+# print (apt, pg_ctlcluster's "Removed stale pid file.", createdb) goes to stderr.
+# The server daemon must not inherit fd 3, or the caller's $(...) waits for it forever:
+# every command below runs with fd 3 closed.
+exec 3>&1 1>&2
+
 ROLE="${TIERFLOW_PG_ROLE:-tierflow}"
 PASSWORD="${TIERFLOW_PG_PASSWORD:-tierflow}"
 DB="${TIERFLOW_PG_DB:-tierflow_test}"
@@ -25,15 +31,15 @@ for value in "$ROLE" "$DB" "$PASSWORD"; do
 done
 
 as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    if [ "$(id -u)" -eq 0 ]; then "$@" 3>&-
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@" 3>&-
     else log "need root (or sudo) to run: $*"; exit 1
     fi
 }
 
 as_postgres() {
     # cd / : the postgres user may not be allowed into the caller's directory.
-    if [ "$(id -un)" = postgres ]; then (cd / && "$@")
+    if [ "$(id -un)" = postgres ]; then (cd / && "$@" 3>&-)
     else (cd / && as_root runuser -u postgres -- "$@")
     fi
 }
@@ -58,6 +64,13 @@ fi
 
 read -r CLUSTER PORT STATUS < <(pg_lsclusters -h | awk -v v="$VERSION" '$1 == v {print $2, $3, $4; exit}')
 if [ "$STATUS" != online ]; then
+    # A server killed without shutdown (a machine snapshot, kill -9) leaves its socket lock
+    # behind, and the next start refuses to run. The lock's first line is the owner's PID.
+    lock="/var/run/postgresql/.s.PGSQL.$PORT.lock"
+    if [ -f "$lock" ] && ! kill -0 "$(head -n 1 "$lock")" 2>/dev/null; then
+        log "removing stale socket lock $lock"
+        as_root rm -f "$lock" "/var/run/postgresql/.s.PGSQL.$PORT"
+    fi
     log "starting cluster $VERSION/$CLUSTER on port $PORT"
     as_root pg_ctlcluster "$VERSION" "$CLUSTER" start
 fi
@@ -79,4 +92,4 @@ if [ "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != 1
     as_postgres createdb -p "$PORT" -O "$ROLE" "$DB"
 fi
 
-echo "postgresql://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DB"
+echo "postgresql://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DB" >&3
