@@ -53,6 +53,7 @@ def step_input(state: Mapping[str, Any], item: PlanItem, services: Services) -> 
         resources=services.resources,
         run_id=state.get("run_id", ""),
         decided_by=dict(state.get("decided_by") or {}),
+        functions=tuple(state.get("functions") or ()),
     )
 
 

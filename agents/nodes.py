@@ -7,9 +7,11 @@ Retries and escalation are edges the verifier takes back to this node, never loo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.types import Command, interrupt
 
 from agents.context import (
@@ -21,13 +23,26 @@ from agents.context import (
     step_input,
     step_needs,
 )
+from agents.client_tools import openai_tools
 from agents.escalation import budget_block, budget_state, cheaper_alternative, first_tier, usable_ladder
 from agents.prompts import step_messages
 from agents.spec import PlanItem, StepKind, StepSpec
 from model_tiers import InvalidModelOutput, TierflowError, TierUnreachable, Usage
 from model_tiers.providers._tool_calling import messages_as_text
 
-__all__ = ["make_step_node", "make_act_node", "new_attempt", "attempt_for", "is_yes", "VERIFY", "DISPATCH", "RESPONDER"]
+__all__ = [
+    "make_step_node",
+    "make_act_node",
+    "new_attempt",
+    "attempt_for",
+    "is_yes",
+    "tools_for",
+    "tools_text",
+    "tool_result",
+    "VERIFY",
+    "DISPATCH",
+    "RESPONDER",
+]
 
 VERIFY, DISPATCH, RESPONDER, ACT, HUMAN_REVIEW = "verify", "dispatch", "responder", "act", "human_review"
 
@@ -59,11 +74,28 @@ def _stop(item: PlanItem, reason: str, events: list[dict[str, Any]]) -> Command:
     )
 
 
-def _tools_for(spec: StepSpec, item: PlanItem, services: Services) -> list[Any]:
+def tools_for(spec: StepSpec, item: PlanItem, services: Services, state: Mapping[str, Any]) -> list[Any]:
+    """What a tool step's model is shown: the request's functions, or the toolbox's tools."""
+    if spec.client_tools:
+        functions = state.get("functions") or []
+        return openai_tools([f for f in functions if not item.tool or f["name"] == item.tool])
     if services.toolbox is None:
         raise TierflowError(f"step '{spec.name}' calls tools but the graph has no toolbox")
     names = [item.tool] if item.tool else list(spec.tools)
     return [services.toolbox.tools[n] for n in names if n in services.toolbox.tools]
+
+
+def tools_text(tools: Sequence[Any]) -> str:
+    """The tool definitions as the prompt carries them (for the context-window estimate)."""
+    return "\n".join(json.dumps(t if isinstance(t, Mapping) else convert_to_openai_tool(t), default=str) for t in tools)
+
+
+def tool_result(value: Mapping[str, Any], status: str, output: Any = None) -> dict[str, Any]:
+    """The recorded result of a tool step: done (executed here), proposed (a client call,
+    returned to the caller), declined (a human said no) or no_call (the model declined)."""
+    if value.get("name") is None:
+        return {"tool": None, "args": None, "status": "no_call", "reply": value.get("reply", "")}
+    return {"tool": value["name"], "args": dict(value.get("args") or {}), "status": status, "output": output}
 
 
 def _budget_gate(
@@ -122,7 +154,8 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
             return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
 
         messages = step_messages(spec, inp, att["feedback"])
-        needs = step_needs(spec, messages_as_text(messages))
+        tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
+        needs = step_needs(spec, messages_as_text(messages) + tools_text(tools))
         cfg = services.registry.config
         if att["tier"] is None:
             att["tier"] = first_tier(cfg, spec.role, needs)
@@ -139,12 +172,17 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
         base["tier"] = tier
         try:
             if spec.kind == StepKind.TOOL:
-                choice = item.tool or "any"
-                reply = services.registry.call(tier, messages, tools=_tools_for(spec, item, services), tool_choice=choice)
+                choice = item.tool or ("auto" if spec.may_decline else "any")
+                reply = services.registry.call(tier, messages, tools=tools, tool_choice=choice)
                 calls = reply.value
-                if not calls:
+                value: Any
+                if calls:
+                    value = {"name": calls[0]["name"], "args": calls[0]["args"]}
+                elif spec.may_decline:
+                    text = reply.message.content
+                    value = {"name": None, "args": None, "reply": text if isinstance(text, str) else json.dumps(text)}
+                else:
                     raise InvalidModelOutput(tier, "the reply contains no tool call", usage=reply.usage)
-                value: Any = {"name": calls[0]["name"], "args": calls[0]["args"]}
             else:
                 reply = services.registry.call(tier, messages, schema=spec.output_model)
                 value = as_jsonable(reply.value)
@@ -189,7 +227,7 @@ def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
         if question:
             answer = interrupt({"type": "confirm", "step": item.step, "item_id": item.id, "action": {"name": name, "args": args}, "question": question})
             if not is_yes(answer):
-                result = {"tool": name, "args": args, "status": "declined", "output": None}
+                result = tool_result(call, "declined")
                 event = {"type": "declined", "step": item.step, "item_id": item.id, "tool": name}
                 return Command(
                     goto=DISPATCH,
@@ -207,7 +245,7 @@ def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
             output = toolbox.execute(name, args, key)
         except TierflowError as err:
             return on_refusal(state, runtime, f"the tool '{name}' refused: {err}")
-        result = {"tool": name, "args": args, "status": "done", "output": as_jsonable(output)}
+        result = tool_result(call, "done", as_jsonable(output))
         event = {"type": "tool_executed", "step": item.step, "item_id": item.id, "tool": name, "write": name in toolbox.writes}
         emit(runtime, event)
         return Command(

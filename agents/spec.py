@@ -6,7 +6,7 @@ LangGraph node. Steps never name a model: they name a role, and the tier ladder 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -51,6 +51,8 @@ class StepInput:
     resources: Mapping[str, Any]
     run_id: str = ""
     decided_by: Mapping[str, str] = field(default_factory=dict)
+    # The caller's functions (graphs whose tool steps use client tools), as validated dicts.
+    functions: Sequence[Mapping[str, Any]] = ()
 
     def result_of(self, step: str) -> Any:
         """The verified output of the latest plan item that ran `step` (None if none did)."""
@@ -108,15 +110,27 @@ class StepSpec:
     judge: bool = False
     # Label steps report a self-assessed confidence the verifier can threshold.
     confidence_field: str | None = None
+    # Tool steps: the functions come with the request (state "functions") and the verified
+    # call is returned to the caller, not executed (see agents/client_tools.py).
+    client_tools: bool = False
+    # Tool steps: answering without any call is a valid outcome (tool_choice "auto").
+    may_decline: bool = False
 
     def __post_init__(self) -> None:
         if self.kind == StepKind.ACTION and self.run is None:
             raise ValueError(f"action step '{self.name}' needs a run function")
         if self.kind in (StepKind.PLAN, StepKind.CLASSIFY, StepKind.EXTRACT, StepKind.RESPOND) and self.output_model is None:
             raise ValueError(f"{self.kind} step '{self.name}' needs an output_model")
-        if self.kind == StepKind.TOOL and not self.tools:
-            raise ValueError(f"tool step '{self.name}' needs at least one tool")
+        if self.kind == StepKind.TOOL and not self.tools and not self.client_tools:
+            raise ValueError(f"tool step '{self.name}' needs at least one tool (or client_tools=True)")
+        if self.kind != StepKind.TOOL and (self.client_tools or self.may_decline):
+            raise ValueError(f"step '{self.name}': client_tools and may_decline apply to tool steps only")
 
     @property
     def uses_model(self) -> bool:
         return self.kind != StepKind.ACTION
+
+    @property
+    def executes_tools(self) -> bool:
+        """Whether a verified call of this step runs here (the act node) rather than at the caller."""
+        return self.kind == StepKind.TOOL and not self.client_tools

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agents.context import ServiceResolver, as_jsonable, current_item, emit, step_input, step_needs
 from agents.escalation import Decision, after_failure, after_fault
-from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, attempt_for, plan_items
+from agents.client_tools import call_problem
+from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, attempt_for, plan_items, tool_result, tools_for, tools_text
 from agents.prompts import user_prompt
 from agents.spec import PlanItem, StepInput, StepKind, StepSpec
 from model_tiers import TierflowError
@@ -48,9 +49,16 @@ def _ledger_entry(proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[st
     ]
 
 
-def _tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], resolve_tools: Mapping[str, Any]) -> str | None:
-    allowed = [item.tool] if item.tool else list(spec.tools)
+def _tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], services: Any, state: Mapping[str, Any]) -> str | None:
+    """Why a proposed call (or no call) does not fit the step's tools (None when it does)."""
     name = value.get("name")
+    if name is None:
+        return None if spec.may_decline else "no tool call; this step must call a tool"
+    if spec.client_tools:
+        functions = [f for f in state.get("functions") or [] if not item.tool or f["name"] == item.tool]
+        return call_problem(functions, name, value.get("args"))
+    resolve_tools = services.toolbox.tools if services.toolbox else {}
+    allowed = [item.tool] if item.tool else list(spec.tools)
     if name not in allowed or name not in resolve_tools:
         return f"unknown tool '{name}'; this step may call: {', '.join(allowed)}"
     tool = resolve_tools[name]
@@ -107,7 +115,8 @@ def make_verifier_node(
             decision = Decision("top", None, reason)
         else:
             inp = step_input(state, item, services)
-            needs = step_needs(spec, user_prompt(spec, inp))
+            tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
+            needs = step_needs(spec, user_prompt(spec, inp) + tools_text(tools))
             decision = (after_fault if fault else after_failure)(cfg, spec.role, needs, tier, *(() if fault else (att["tries"],)))
         event = {"type": decision.action, "step": item.step, "item_id": item.id, "from": tier, "to": decision.tier, "reason": reason}
         emit(runtime, event)
@@ -144,8 +153,7 @@ def make_verifier_node(
         if kind is not None:
             reason = f"{kind}: {proposal.get('error')}"
         elif spec.kind == StepKind.TOOL:
-            tools = services.toolbox.tools if services.toolbox else {}
-            reason = _tool_reason(spec, item, value, tools)
+            reason = _tool_reason(spec, item, value, services, state)
         parsed: Any = value
         if reason is None and spec.output_model is not None:
             try:
@@ -175,14 +183,14 @@ def make_verifier_node(
         events.append(verdict_event)
         if reason is not None:
             return escalate(state, runtime, reason, extra={"ledger": ledger, "events": events})
-        if spec.kind == StepKind.TOOL:
+        if spec.executes_tools and value.get("name") is not None:
             return Command(goto=ACT, update={"ledger": ledger, "events": events})
         update: dict[str, Any] = {"ledger": ledger, "events": events, "attempt": None, "proposal": None}
         if spec.kind == StepKind.PLAN:
             update |= {"plan": [state["plan"][0], *plan_items(value["steps"], start=1)], "plan_source": "planner", "cursor": 1}
         else:
             update |= {
-                "results": {item.id: value},
+                "results": {item.id: tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value},
                 "decided_by": {item.id: proposal.get("tier") or "code"},
                 "cursor": int(state.get("cursor", 0)) + 1,
             }
@@ -229,20 +237,22 @@ def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolv
             if spec.output_model is not None:
                 value = as_jsonable(spec.output_model.model_validate(value))
             elif spec.kind == StepKind.TOOL:
-                tools = services.toolbox.tools if services.toolbox else {}
-                problem = _tool_reason(spec, item, value if isinstance(value, Mapping) else {}, tools)
+                if not isinstance(value, Mapping) or "name" not in value:
+                    raise ValueError('a tool step takes {"name": ..., "args": {...}} (or {"name": null} where the step may make no call)')
+                value = {"name": value["name"], "args": value.get("args"), **({"reply": value["reply"]} if "reply" in value else {})}
+                problem = _tool_reason(spec, item, value, services, state)
                 if problem:
                     raise ValueError(problem)
         except (ValidationError, ValueError) as err:
             return Command(goto=HUMAN_REVIEW, update={"review_error": f"the reviewed value is invalid: {err}"})
         event = {"type": "human_decision", "step": item.step, "item_id": item.id, "action": action}
         emit(runtime, event)
-        if spec.kind == StepKind.TOOL:
+        if spec.executes_tools and value.get("name") is not None:
             return Command(goto=ACT, update={"proposal": {**(state.get("proposal") or {}), "value": value, "tier": "human"}, "review_error": None, "events": [event]})
         return Command(
             goto=DISPATCH,
             update={
-                "results": {item.id: value},
+                "results": {item.id: tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value},
                 "decided_by": {item.id: "human"},
                 "cursor": int(state.get("cursor", 0)) + 1,
                 "attempt": None,

@@ -154,13 +154,19 @@ def extractor(
 def tool_caller(
     name: str,
     *,
-    tools: Sequence[str],
+    tools: Sequence[str] = (),
     instructions: str,
     prompt: Callable[[StepInput], str] | None = None,
     checks: Iterable[Check] = (),
     local_only: bool = False,
+    client_tools: bool = False,
+    may_decline: bool = False,
 ) -> StepSpec:
-    """Pick a tool and its arguments (role `tool`); validated, verified, then executed."""
+    """Pick a tool and its arguments (role `tool`); validated, verified, then executed.
+
+    With `client_tools`, the tools are the functions sent with the request and the verified
+    call is returned instead of executed; with `may_decline`, "no call" is a valid answer.
+    """
     return StepSpec(
         name=name,
         kind=StepKind.TOOL,
@@ -170,6 +176,8 @@ def tool_caller(
         checks=tuple(checks),
         tools=tuple(tools),
         local_only=local_only,
+        client_tools=client_tools,
+        may_decline=may_decline,
     )
 
 

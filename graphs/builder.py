@@ -19,12 +19,13 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, RetryPolicy
 
+from agents.client_tools import parse_functions
 from agents.context import Services, emit
 from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, make_act_node, make_step_node
 from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
 from agents.verifier import make_human_review_node, make_verifier_node
 from model_tiers import ConfigError, TierRegistry, TierRunContext, apply_run_context, load_tier_config
-from graphs.state import RESET, TieredInput, TieredOutput, TieredState
+from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
 
 __all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "ROUTER", "coerce_context"]
 
@@ -62,12 +63,21 @@ class Workflow:
         unknown = [p.step for p in self.default_plan if p.step not in names]
         if unknown:
             raise ValueError(f"default plan of '{self.name}' uses undeclared steps {unknown}")
-        if any(s.kind == StepKind.TOOL for s in self.steps) and self.toolbox is None:
+        if any(s.executes_tools for s in self.steps) and self.toolbox is None:
             raise ValueError(f"workflow '{self.name}' has tool steps but no toolbox")
 
     @property
     def all_steps(self) -> tuple[StepSpec, ...]:
         return ((self.planner,) if self.planner else ()) + self.steps
+
+    @property
+    def executes_tools(self) -> bool:
+        return any(s.executes_tools for s in self.all_steps)
+
+    @property
+    def takes_functions(self) -> bool:
+        """Whether requests carry the caller's functions (a step uses client tools)."""
+        return any(s.client_tools for s in self.all_steps)
 
 
 def validate_request(request: Any, max_chars: int) -> str | None:
@@ -155,6 +165,11 @@ def _router(workflow: Workflow) -> Callable[..., Command]:
             "failure": None, "review_error": None, "results": {RESET: True}, "decided_by": {RESET: True},
         }
         problem = validate_request(state.get("request"), workflow.max_input_chars)
+        if problem is None and workflow.takes_functions:
+            try:
+                fresh["functions"] = [f.model_dump() for f in parse_functions(state.get("functions"))]
+            except ValueError as err:
+                problem = str(err)
         if problem:
             event = {"type": "rejected_input", "reason": problem}
             emit(runtime, event)
@@ -207,10 +222,11 @@ def build_graph(
     provider = ServiceProvider(workflow, registry=registry, tiers_file=tiers_file, resources=resources)
     steps = {s.name: s for s in workflow.all_steps}
     step_names = tuple(steps)
-    has_tools = any(s.kind == StepKind.TOOL for s in steps.values())
+    has_tools = workflow.executes_tools
+    input_schema = ClientFunctionsInput if workflow.takes_functions else TieredInput
 
     verify, escalate = make_verifier_node(steps, provider, workflow.default_plan)
-    graph = StateGraph(TieredState, context_schema=TierRunContext, input_schema=TieredInput, output_schema=TieredOutput)
+    graph = StateGraph(TieredState, context_schema=TierRunContext, input_schema=input_schema, output_schema=TieredOutput)
     entry = (workflow.planner.name,) if workflow.planner else ()
     graph.add_node(ROUTER, _router(workflow), destinations=(*entry, DISPATCH, RESPONDER))
     graph.add_node(DISPATCH, _dispatch, destinations=(*step_names, RESPONDER))

@@ -14,6 +14,7 @@ GRAPH_MODULES: dict[str, str] = {
     "slot_extraction": "graphs.slot_extraction",
     "math_qa": "graphs.math_qa",
     "order_agent": "graphs.order_agent",
+    "function_calling": "graphs.function_calling",
 }
 
 

@@ -130,6 +130,23 @@ def _ledger_table(state: dict[str, Any], config: Any) -> None:
         )
 
 
+def _functions_payload(args: argparse.Namespace, module: Any) -> dict[str, Any]:
+    """`--functions JSON|@FILE` for graphs whose requests carry the caller's functions."""
+    takes = module.WORKFLOW.takes_functions
+    if args.functions is None:
+        if takes:
+            raise ConfigError(f"graph '{args.graph}' needs the functions it may call: --functions @FILE.json (a JSON list, OpenAI tool format)")
+        return {}
+    if not takes:
+        raise ConfigError(f"graph '{args.graph}' uses its own tools; --functions is for graphs that take the caller's functions")
+    text = read_input(args.functions)
+    try:
+        functions = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--functions is not valid JSON: {err}", source=args.functions) from None
+    return {"functions": functions}
+
+
 def _run(args: argparse.Namespace) -> int:
     module = load_graph_module(args.graph)
     context = TierRunContext(
@@ -152,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
             if args.input is None:
                 raise ConfigError("give the request with --input TEXT or --input @FILE (or --resume a thread)")
             console.print(f"[bold]{args.graph}[/bold] thread={thread} policy={tier_config.policy}")
-            payload = {"request": read_input(args.input)}
+            payload = {"request": read_input(args.input), **_functions_payload(args, module)}
         _stream(graph, payload, config, context)
         while (question := _pending_interrupt(graph, config)) is not None:
             if not sys.stdin.isatty():
@@ -179,6 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser("run", help="run a graph on one request (checkpointed, resumable)")
     p.add_argument("graph", help=f"one of: {', '.join(graph_names())}")
     p.add_argument("--input", help="the request: TEXT, or @FILE to read it from a file")
+    p.add_argument("--functions", help="the caller's functions (function_calling): a JSON list, or @FILE.json")
     p.add_argument("--thread", help="thread id (default: a new one); reuse it with --resume")
     p.add_argument("--resume", action="store_true", help="continue the thread from its last checkpoint")
     p.add_argument("--answer", help="JSON answer to the pending interrupt (with --resume)")

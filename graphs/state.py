@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from typing_extensions import TypedDict
 
-__all__ = ["TieredState", "TieredInput", "TieredOutput", "merge_dicts", "RESET"]
+__all__ = ["TieredState", "TieredInput", "ClientFunctionsInput", "TieredOutput", "merge_dicts", "RESET"]
 
 
 RESET = "__reset__"
@@ -31,6 +31,13 @@ class TieredInput(TypedDict):
     request: str
 
 
+class ClientFunctionsInput(TieredInput, total=False):
+    """The input of a graph whose tool steps use the caller's functions: the request plus
+    the functions (OpenAI tool format, or bare {name, description, parameters})."""
+
+    functions: list[dict[str, Any]]
+
+
 class TieredOutput(TypedDict, total=False):
     status: str
     final: dict[str, Any]
@@ -43,6 +50,8 @@ class TieredOutput(TypedDict, total=False):
 
 class TieredState(TypedDict, total=False):
     request: str
+    # Client-declared functions (validated by the router), for graphs with client tool steps.
+    functions: list[dict[str, Any]]
     run_id: str
     status: str  # running | done | failed | stopped | rejected
     # The plan: PlanItem dicts. Item 0 is the planning step when the router asked for one.

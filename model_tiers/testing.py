@@ -48,7 +48,8 @@ def tool_call(name: str, args: Mapping[str, Any] | None = None, *, content: str 
 
 
 class ScriptedCall(dict):
-    """What the model was asked: `messages` (list) and `tools` (OpenAI-format dicts)."""
+    """What the model was asked: `messages` (list), `tools` (OpenAI-format dicts) and
+    `tool_choice` (as bound: "auto", "any", a tool name, or None)."""
 
 
 class ScriptedChatModel(ToolCallingChatModel):
@@ -120,7 +121,7 @@ class ScriptedChatModel(ToolCallingChatModel):
     ) -> ChatResult:
         tools = list(tools or [])
         with self._lock:
-            self.calls.append(ScriptedCall(messages=list(messages), tools=tools))
+            self.calls.append(ScriptedCall(messages=list(messages), tools=tools, tool_choice=tool_choice))
         reply = self._next_reply(messages, tools)
         if isinstance(reply, BaseException):
             raise reply

@@ -28,6 +28,7 @@ __all__ = [
     "FunctionCallCase",
     "FunctionCallDataset",
     "bfcl_category",
+    "bfcl_json_schema",
     "load_bfcl",
 ]
 
@@ -51,6 +52,18 @@ class FunctionDoc(BaseModel):
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=dict)
 
+    def openai_function(self) -> dict[str, Any]:
+        """This function as a caller declares it to a model (OpenAI tool format, bare): BFCL's
+        Python type names mapped to JSON Schema, as BFCL itself does for OpenAI models
+        (dict -> object, float -> number, tuple -> array, any -> no type), and dots in the
+        name replaced by underscores (tool names cannot contain dots; the evaluator accepts
+        either spelling)."""
+        return {
+            "name": self.name.replace(".", "_"),
+            "description": self.description,
+            "parameters": bfcl_json_schema(self.parameters or {"type": "dict", "properties": {}}),
+        }
+
     @property
     def required(self) -> list[str]:
         return list(self.parameters.get("required") or [])
@@ -58,6 +71,29 @@ class FunctionDoc(BaseModel):
     @property
     def properties(self) -> dict[str, Any]:
         return dict(self.parameters.get("properties") or {})
+
+
+_BFCL_TYPES = {"dict": "object", "float": "number", "tuple": "array"}
+
+
+def bfcl_json_schema(schema: Any) -> Any:
+    """BFCL's parameter description as JSON Schema (see `FunctionDoc.openai_function`)."""
+    if isinstance(schema, list):
+        return [bfcl_json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "type" and isinstance(value, str):
+            if value != "any":
+                out[key] = _BFCL_TYPES.get(value, value)
+        elif key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            out[key] = {name: bfcl_json_schema(item) for name, item in value.items()}
+        elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems"):
+            out[key] = bfcl_json_schema(value)
+        else:
+            out[key] = value
+    return out
 
 
 class ExpectedCall(BaseModel):

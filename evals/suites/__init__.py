@@ -16,6 +16,7 @@ SUITE_MODULES: dict[str, str] = {
     "slot_extraction": "evals.suites.slot_extraction",
     "math_qa": "evals.suites.math_qa",
     "order_agent": "evals.suites.order_agent",
+    "function_calling": "evals.suites.function_calling",
 }
 
 

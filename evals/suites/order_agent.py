@@ -37,6 +37,7 @@ from evals.datasets import Case, RetailTaskDataset, default_dataset_file, load_t
 from evals.evaluators import RetailOutcome, RetailTaskSuccess, communicate_info_check, db_state_match
 from evals.evaluators.base import EvaluationResult
 from evals.harness.suite import GraphOutcome, StepTruth, Suite
+from evals.suites.function_calling import BFCL
 from graphs.cli import data_dir
 from graphs.order_agent_checks import RESOURCE_KEY
 from tools.retail import RetailDB, RetailToolError, WRITE_TOOL_NAMES, call_retail_tool, copy_retail_db
@@ -210,4 +211,6 @@ TAU2_RETAIL = Suite(
     ),
 )
 
-SUITES: tuple[Suite, ...] = (TAU2_RETAIL,)
+# The order agent's tool caller on tools it has never seen: BFCL through the function_calling
+# graph (`tierflow eval order_agent --dataset .../bfcl/BFCL_v4_multiple.json` picks it).
+SUITES: tuple[Suite, ...] = (TAU2_RETAIL, BFCL)

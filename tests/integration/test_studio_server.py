@@ -22,7 +22,6 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from agents.spec import StepKind
 from graphs.catalog import graph_names, load_graph_module
 from model_tiers import TierRunContext
 from tests.integration.studio_scripts import (
@@ -38,6 +37,7 @@ from tests.integration.studio_scripts import (
 from tests.servers.process import ServerProcess, free_port, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_FUNCTIONS = REPO_ROOT / "samples" / "functions.json"
 SERVER_START_DEADLINE_S = 180.0
 # For graphs without scripted answers: any request; their runs must end, not pass.
 GENERIC_REQUEST = "Hello, I need help with order 1234: it has not arrived and I was charged 20 USD."
@@ -81,6 +81,13 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
         yield Studio(server, client, graphs)
 
 
+def _input(graph_id: str, request: str) -> dict[str, Any]:
+    """A run's input: the request, plus the sample functions for graphs that take the caller's."""
+    if load_graph_module(graph_id).WORKFLOW.takes_functions:
+        return {"request": request, "functions": json.loads(SAMPLE_FUNCTIONS.read_text(encoding="utf-8"))}
+    return {"request": request}
+
+
 def _finish(studio: Studio, thread: str, graph_id: str, context: dict[str, Any]) -> dict[str, Any]:
     """Decline every pause until the run ends; return the thread's final state."""
     for _ in range(20):
@@ -116,7 +123,7 @@ def test_each_graph_draws_the_real_state_machine(studio: Studio, graph_id: str) 
     workflow = load_graph_module(graph_id).WORKFLOW
     steps = [s.name for s in workflow.all_steps]
     model_steps = [s.name for s in workflow.all_steps if s.uses_model]
-    has_tools = any(s.kind == StepKind.TOOL for s in workflow.all_steps)
+    has_tools = workflow.executes_tools  # client-tool steps return their call: no act node
 
     drawing = studio.client.assistants.get_graph(studio.assistant_id(graph_id))
     nodes = {n["id"] for n in drawing["nodes"]}
@@ -138,7 +145,8 @@ def test_each_graph_draws_the_real_state_machine(studio: Studio, graph_id: str) 
 def test_each_graph_publishes_its_schemas_with_the_run_context(studio: Studio, graph_id: str) -> None:
     schemas = studio.client.assistants.get_schemas(studio.assistant_id(graph_id))
     assert schemas["input_schema"] is not None, "input schema missing (see the server log for why)"
-    assert set(schemas["input_schema"]["properties"]) == {"request"}
+    takes_functions = load_graph_module(graph_id).WORKFLOW.takes_functions
+    assert set(schemas["input_schema"]["properties"]) == {"request", *(["functions"] if takes_functions else [])}
     assert schemas["output_schema"] is not None, "output schema missing (see the server log for why)"
     outputs = {"status", "final", "results", "decided_by", "ledger", "events", "failure"}
     assert outputs <= set(schemas["output_schema"]["properties"])
@@ -152,7 +160,7 @@ def test_each_graph_runs_to_completion_on_scripted_tiers(studio: Studio, graph_i
     # Unscripted graphs may fail their checks: the "fail" policy ends such a run in state.
     context: dict[str, Any] = {} if scripted else {"on_top_failure": "fail", "max_retries": 0}
     thread = studio.new_thread()
-    studio.client.runs.wait(thread, graph_id, input={"request": DECLINED if scripted else GENERIC_REQUEST}, context=context)
+    studio.client.runs.wait(thread, graph_id, input=_input(graph_id, DECLINED if scripted else GENERIC_REQUEST), context=context)
     values = _finish(studio, thread, graph_id, context)["values"]
 
     assert values["status"] in TERMINAL and values["final"]["status"] == values["status"]

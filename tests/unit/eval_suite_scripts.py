@@ -7,7 +7,18 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage
 
-__all__ = ["SLOT_SLM", "SLOT_GOLD", "slot_slm", "slot_frontier", "order_slm", "order_frontier"]
+__all__ = [
+    "SLOT_SLM",
+    "SLOT_GOLD",
+    "slot_slm",
+    "slot_frontier",
+    "order_slm",
+    "order_frontier",
+    "BFCL_SLM",
+    "BFCL_FRONTIER",
+    "bfcl_slm",
+    "bfcl_frontier",
+]
 
 # restaurant8k train_0 rows 0-3 -> the slm's extract reply (see the test for what each exercises).
 SLOT_SLM: dict[str, dict[str, Any]] = {
@@ -95,3 +106,37 @@ def order_slm(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) 
 def order_frontier(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> Any:
     """The gold trajectory, and a reply with every required piece of information."""
     return _order_reply(messages, writes=True, informative=True)
+
+
+# -- function_calling on BFCL: replies keyed by the question -----------------------------------
+
+# simple_python_0-2 and irrelevance_0-1 (see tests/unit/test_function_calling_suite.py).
+BFCL_SLM: dict[str, Any] = {
+    "Find the area of a triangle with a base of 10 units and height of 5 units.": ("calculate_triangle_area", {"base": 10, "height": 5}),
+    "Calculate the factorial of 5 using math functions.": ("math_factorial", {"number": 6}),  # invented: not in the question
+    "Calculate the hypotenuse of a right triangle given the lengths of the other two sides as 4 and 5.": ("math_hypot", {"x": 4, "y": 4}),
+    "Calculate the area of a triangle given the base is 10 meters and height is 5 meters.": ("determine_body_mass_index", {"weight": 10, "height": 5}),
+    "Solve the quadratic equation with coefficients a = 1, b = 2, and c = 3.": None,
+}
+BFCL_FRONTIER: dict[str, Any] = {
+    "Find the area of a triangle with a base of 10 units and height of 5 units.": ("calculate_triangle_area", {"base": 10, "height": 5}),
+    "Calculate the factorial of 5 using math functions.": ("math_factorial", {"number": 5}),
+    "Calculate the hypotenuse of a right triangle given the lengths of the other two sides as 4 and 5.": ("math_hypot", {"x": 4, "y": 5}),
+    "Calculate the area of a triangle given the base is 10 meters and height is 5 meters.": None,
+    "Solve the quadratic equation with coefficients a = 1, b = 2, and c = 3.": None,
+}
+
+
+def _bfcl_reply(table: dict[str, Any], messages: Sequence[BaseMessage]) -> Any:
+    from model_tiers.testing import tool_call
+
+    answer = table[_message(messages)]
+    return "No function here fits the request." if answer is None else tool_call(*answer)
+
+
+def bfcl_slm(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> Any:
+    return _bfcl_reply(BFCL_SLM, messages)
+
+
+def bfcl_frontier(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> Any:
+    return _bfcl_reply(BFCL_FRONTIER, messages)

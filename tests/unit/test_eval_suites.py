@@ -42,7 +42,7 @@ def test_suites_are_registered():
     assert list(suites_for("slot_extraction")) == ["restaurant8k"]
     assert list(suites_for("math_qa")) == ["routellm_gsm8k"]
     assert get_suite("math_qa") is ROUTELLM_GSM8K and get_suite("slot_extraction") is RESTAURANT8K
-    assert list(suites_for("order_agent")) == ["tau2_retail"]
+    assert list(suites_for("order_agent")) == ["tau2_retail", "bfcl"]
     assert RESTAURANT8K.thresholds == () and ROUTELLM_GSM8K.thresholds == ()
 
 

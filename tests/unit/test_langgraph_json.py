@@ -72,7 +72,8 @@ def test_every_graph_compiles_without_a_checkpointer_for_the_server(name: str) -
         context = graph.get_context_jsonschema()
         assert set(context["properties"]) == {f.name for f in fields(TierRunContext)}
         # Studio's input form and output view come from these two schemas.
-        assert set(graph.get_input_jsonschema()["properties"]) == {"request"}
+        extra = {"functions"} if module.WORKFLOW.takes_functions else set()
+        assert set(graph.get_input_jsonschema()["properties"]) == {"request"} | extra
         assert {"status", "final", "ledger", "events"} <= set(graph.get_output_jsonschema()["properties"])
         assert {"router", "verify", "human_review", "responder"} <= set(graph.get_graph().nodes)
 
