@@ -5,7 +5,8 @@ Question files are JSON Lines despite their ``.json`` name. The accepted answers
 sibling ``possible_answer/`` folder under the same file name, one
 ``{func_name: {param: [accepted values]}}`` per expected call; ``""`` in an accepted list
 means the parameter may be left out. Irrelevance files have no answers upstream: the
-right behaviour is to make no call, which is ``expected.calls == []`` here.
+right behaviour is to make no call, which is ``expected.calls == []`` here; relevance
+files have none either, and any call is right (``expected.any_call``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "FunctionCallDataset",
     "bfcl_category",
     "bfcl_json_schema",
+    "tool_safe_name",
     "load_bfcl",
 ]
 
@@ -59,7 +61,7 @@ class FunctionDoc(BaseModel):
         name replaced by underscores (tool names cannot contain dots; the evaluator accepts
         either spelling)."""
         return {
-            "name": self.name.replace(".", "_"),
+            "name": tool_safe_name(self.name),
             "description": self.description,
             "parameters": bfcl_json_schema(self.parameters or {"type": "dict", "properties": {}}),
         }
@@ -73,7 +75,24 @@ class FunctionDoc(BaseModel):
         return dict(self.parameters.get("properties") or {})
 
 
-_BFCL_TYPES = {"dict": "object", "float": "number", "tuple": "array"}
+_JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
+_BFCL_TYPES = {"dict": "object", "float": "number", "tuple": "array", "list": "array", "bool": "boolean", "int": "integer", "str": "string"}
+_UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def tool_safe_name(name: str) -> str:
+    """A BFCL function name as a tool name may be written (letters, digits, _ and -, at most
+    64): "math.factorial" -> "math_factorial". Models see this; the evaluator accepts it."""
+    return _UNSAFE_IN_NAMES.sub("_", name)[:64]
+
+
+def _json_type(name: str) -> str | None:
+    """A BFCL type name as a JSON Schema type: Python names mapped as BFCL maps them for
+    OpenAI models; "any" -> no type; a language type (Java's "String", "HashMap"...) ->
+    "string", since BFCL's Java and JavaScript categories take every value as source text."""
+    if name == "any":
+        return None
+    return name if name in _JSON_TYPES else _BFCL_TYPES.get(name, "string")
 
 
 def bfcl_json_schema(schema: Any) -> Any:
@@ -85,8 +104,9 @@ def bfcl_json_schema(schema: Any) -> Any:
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "type" and isinstance(value, str):
-            if value != "any":
-                out[key] = _BFCL_TYPES.get(value, value)
+            kind = _json_type(value)
+            if kind is not None:
+                out[key] = kind
         elif key in ("properties", "$defs", "definitions") and isinstance(value, dict):
             out[key] = {name: bfcl_json_schema(item) for name, item in value.items()}
         elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems"):
@@ -118,6 +138,8 @@ class FunctionCallExpected(BaseModel):
     category: str
     # Empty for irrelevance: the only right answer is no call at all.
     calls: list[ExpectedCall] = Field(default_factory=list)
+    # BFCL's relevance categories have no answers: any call at all is right.
+    any_call: bool = False
 
 
 FunctionCallCase = Case[FunctionCallInputs, FunctionCallExpected]
@@ -172,9 +194,10 @@ def load_bfcl(
     questions_path = existing_file(path, "BFCL question file")
     category = bfcl_category(questions_path)
     expects_no_call = "irrelevance" in category
+    expects_any_call = not expects_no_call and category.endswith("relevance")
     answers: dict[str, list[ExpectedCall]] = {}
     answers_file: Path | None = None
-    if not expects_no_call:
+    if not (expects_no_call or expects_any_call):
         answers_file = existing_file(
             answers_path if answers_path is not None else questions_path.parent / "possible_answer" / questions_path.name,
             f"BFCL possible_answer file for {category!r} (pass answers_path=)",
@@ -189,7 +212,7 @@ def load_bfcl(
         if not isinstance(record, dict) or not {"id", "question", "function"} <= record.keys():
             raise DatasetFormatError(questions_path, "each line must be {id, question, function}", row=line)
         case_id = record["id"]
-        if expects_no_call:
+        if expects_no_call or expects_any_call:
             calls: list[ExpectedCall] = []
         elif case_id in answers:
             calls = answers.pop(case_id)
@@ -202,7 +225,7 @@ def load_bfcl(
                     messages=_messages(questions_path, line, record["question"]),
                     functions=[FunctionDoc.model_validate(doc) for doc in record["function"]],
                 ),
-                expected=FunctionCallExpected(category=category, calls=calls),
+                expected=FunctionCallExpected(category=category, calls=calls, any_call=expects_any_call),
                 metadata={"line": line},
             )
         )

@@ -75,7 +75,7 @@ class CalledWhenRelevant:
     def evaluate(self, output: Any, case: Case[Any, Any]) -> EvaluationResult:
         if not isinstance(output, Mapping) or output.get("status") != "done":
             return verdict(self.name, False, "the run reached no decision")
-        called, expected = bool(output.get("calls")), bool(case.expected.calls)
+        called, expected = bool(output.get("calls")), bool(case.expected.calls) or case.expected.any_call
         return verdict(self.name, called == expected, f"{'called' if called else 'made no call'}; the case expects {'a call' if expected else 'none'}")
 
 

@@ -3,6 +3,7 @@ none) returned, never executed. Scripted tiers; the BFCL data is read for the co
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -269,3 +270,22 @@ def test_cli_runs_the_graph_on_a_functions_file(cli_env):
 def test_cli_explains_wrong_functions(cli_env, args: tuple[str, ...], message: str):
     done = tierflow(cli_env, "run", *args)
     assert done.returncode != 0 and message in done.stderr + done.stdout
+
+
+def test_held_out_bfcl_shapes_load_and_grade(tmp_path: Path):
+    """Other BFCL categories in the same format: Java types become strings (BFCL takes Java
+    values as source text), odd names become tool-safe, and relevance needs any call."""
+    from evals.evaluators import FunctionCallMatch
+
+    fn = {"name": "ArrayUtils.sort/v2", "description": "sort", "parameters": {"type": "dict", "properties": {
+        "arr": {"type": "Array", "description": "int[]"}, "n": {"type": "long"}}, "required": ["arr"]}}
+    rows = [{"id": "live_relevance_0", "question": [[{"role": "user", "content": "sort [3,1]"}]], "function": [fn]}]
+    path = tmp_path / "BFCL_v4_live_relevance.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    [case] = load_bfcl(path).cases  # no possible_answer file needed
+    assert case.expected.any_call and case.expected.calls == []
+    [tool] = parse_functions([case.inputs.functions[0].openai_function()])
+    assert tool.name == "ArrayUtils_sort_v2"
+    assert tool.parameters["properties"] == {"arr": {"type": "string", "description": "int[]"}, "n": {"type": "string"}}
+    assert FunctionCallMatch().evaluate([{"name": "ArrayUtils_sort_v2", "arguments": {"arr": "new int[]{3,1}"}}], case).passed
+    assert not FunctionCallMatch().evaluate([], case).passed
