@@ -6,6 +6,7 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from langchain_core.messages import HumanMessage
@@ -37,6 +38,22 @@ class TierCheck:
 
 class _Probe(BaseModel):
     answer: str
+
+
+def _probe_tool(name: str, what: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "description": what,
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+# A free choice between two tools: what a tool step without a named tool asks for.
+_PROBE_TOOLS = [_probe_tool("get_time", "The local time in a city."), _probe_tool("get_weather", "The weather in a city.")]
+
+
+def _tool_choice_problem(registry: TierRegistry, spec: TierSpec) -> str | None:
+    """OpenAI-compatible servers differ on `tool_choice`: llama.cpp's answers "required" in
+    text, so a tier that does not declare `tool_choice = "named"` is probed for it."""
+    reply = registry.call(spec.name, [HumanMessage("What time is it in Oslo? Call a tool.")], tools=_PROBE_TOOLS, tool_choice="any")
+    return None if reply.value else "the server answered a required tool choice in text, without a call"
 
 
 def _reachability(spec: TierSpec, env: Mapping[str, str]) -> tuple[bool, str, str]:
@@ -81,7 +98,16 @@ def _check(registry: TierRegistry, spec: TierSpec, env: Mapping[str, str], probe
     except TierflowError as err:
         return result(False, f"structured-output probe failed: {err}", _fix_for(err))
     u = reply.usage
-    return result(True, f"{detail}; structured output ok ({u.latency_s:.2f}s, {u.output_tokens} tokens)")
+    detail = f"{detail}; structured output ok ({u.latency_s:.2f}s, {u.output_tokens} tokens)"
+    if spec.provider == "openai" and spec.capabilities.tools:
+        try:
+            problem = _tool_choice_problem(registry, spec)
+        except TierflowError as err:
+            return result(False, f"{detail}; tool-call probe failed: {err}", _fix_for(err))
+        if problem is not None:
+            return result(False, f"{detail}; {problem}", 'set capabilities.tool_choice = "named" for this tier (or tools = false)')
+        detail += "; tool calls ok"
+    return result(True, detail)
 
 
 def _fix_for(err: TierflowError) -> str:
@@ -99,7 +125,8 @@ def _fix_for(err: TierflowError) -> str:
 
 
 def diagnose(config: TierConfig, *, env: Mapping[str, str] | None = None, probe: bool = True) -> list[TierCheck]:
-    """Check every tier: package installed, key set, endpoint reachable, structured output works."""
+    """Check every tier: package installed, key set, endpoint reachable, structured output
+    works, and (OpenAI-compatible tiers with tools) a free tool choice produces a call."""
     env = os.environ if env is None else env
     registry = TierRegistry(config, env=env)
     return [_check(registry, spec, env, probe) for spec in config.tiers]

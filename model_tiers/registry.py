@@ -25,6 +25,7 @@ from model_tiers.ledger import Usage, estimate_tokens
 from model_tiers.providers import build_chat_model
 from model_tiers.providers._tool_calling import messages_as_text
 from model_tiers.spec import TierConfig, TierSpec
+from model_tiers.tool_selection import needs_selection, select_then_call
 
 __all__ = ["TierRegistry", "ModelReply", "is_unreachable_error"]
 
@@ -166,7 +167,7 @@ class TierRegistry:
         tool_choice: str | None,
         started: float,
     ) -> tuple[Any, AIMessage]:
-        if schema is not None:
+        def structured(model: BaseChatModel, schema: type[BaseModel], messages: list[BaseMessage]) -> tuple[Any, AIMessage]:
             runnable = model.with_structured_output(
                 schema, method=spec.capabilities.structured_output, include_raw=True
             )
@@ -186,9 +187,14 @@ class TierRegistry:
                     usage=_message_usage(spec, raw, messages, time.perf_counter() - started),
                 )
             return out["parsed"], raw
+
+        if schema is not None:
+            return structured(model, schema, messages)
         if tools:
             if not spec.capabilities.tools:
                 raise InvalidModelOutput(spec.name, "this tier does not support tool calls")
+            if spec.capabilities.tool_choice == "named" and needs_selection(tools, tool_choice):
+                return select_then_call(model, messages, tools, tool_choice, structured)
             message = model.bind_tools(list(tools), tool_choice=tool_choice).invoke(messages)
             return list(message.tool_calls), message
         message = model.invoke(messages)

@@ -42,6 +42,10 @@ class Capabilities(_Strict):
     structured_output: StructuredOutputMethod = "json_schema"
     context_window: int = Field(default=8192, gt=0)
     logprobs: bool = False
+    # "named": the server produces a tool call only when the request names the tool
+    # (llama.cpp's server; vLLM without --enable-auto-tool-choice). A free choice among
+    # several tools is then asked in two calls (model_tiers/tool_selection.py).
+    tool_choice: Literal["auto", "named"] = "auto"
 
 
 class TierSpec(_Strict):

@@ -7,6 +7,7 @@ response formats with HTTP 500, which must surface as a typed error, not a crash
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -14,7 +15,8 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from model_tiers import TierRegistry, TierUnreachable, Usage
-from tests.integration.provider_probes import TicketTriage, lookup_order
+from tests.conftest import REPO_ROOT
+from tests.integration.provider_probes import TOOLS, TicketTriage, lookup_order
 from tests.servers.process import ServerProcess
 
 TICKET = "I was charged twice for order A-1234 and want one of the payments refunded."
@@ -88,3 +90,58 @@ def test_json_schema_method_rejected_by_server_is_a_typed_error(
     assert caught.value.tier == "remote"
     assert isinstance(caught.value.__cause__, openai.InternalServerError)
     assert "500" in caught.value.reason and "response_format" in caught.value.reason
+
+
+def test_free_tool_choice_on_a_named_only_server_is_select_then_call(
+    llama_cpp_server: ServerProcess, make_tier_config: Any
+) -> None:
+    """With `tool_choice = "named"` declared, "required" among two tools becomes a choice of
+    the function (structured output over the names) and then its named call: a real call,
+    where the server alone would answer in text. Both requests are in the one usage."""
+    tier = openai_tier(llama_cpp_server)
+    tier["capabilities"] = {**tier["capabilities"], "tool_choice": "named"}
+    registry = TierRegistry(make_tier_config(tier))
+    reply = registry.call(
+        "remote", [HumanMessage("Refund 20 dollars for order A-1234.")], tools=list(TOOLS.values()), tool_choice="any"
+    )
+    [call] = reply.value
+    assert call["name"] in TOOLS
+    TOOLS[call["name"]].args_schema.model_validate(call["args"])  # type: ignore[union-attr]
+    _assert_reported_usage(reply.usage, max_output=128)
+
+
+def test_the_function_calling_graph_over_the_server(llama_cpp_server: ServerProcess, make_tier_config: Any) -> None:
+    """The caller's functions, a real OpenAI-compatible server on every tier: the run ends
+    with a decision (a schema-valid call, no call, or a human's turn), and the ledger holds
+    the server's reported tokens."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agents.client_tools import call_problem, parse_functions
+    from graphs.function_calling import build
+
+    tier = openai_tier(llama_cpp_server)
+    tier["capabilities"] = {**tier["capabilities"], "tool_choice": "named"}
+    functions = json.loads((REPO_ROOT / "samples" / "functions.json").read_text(encoding="utf-8"))
+    graph = build(registry=TierRegistry(make_tier_config(tier)), resources={}, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "fc-openai"}}
+    out = graph.invoke({"request": "What is the status of order #W2378156?", "functions": functions}, config)
+    assert out["ledger"] and all(u["tier"] == "remote" and not u["tokens_estimated"] for u in out["ledger"])
+    if out["status"] == "done":
+        for call in out["final"]["calls"]:
+            assert call_problem([f.model_dump() for f in parse_functions(functions)], call["name"], call["arguments"]) is None
+    else:
+        assert graph.get_state(config).tasks[0].interrupts[0].value["type"] == "human_review"
+
+
+def test_doctor_finds_a_server_that_only_calls_named_tools(llama_cpp_server: ServerProcess, make_tier_config: Any) -> None:
+    """llama_cpp.server answers "required" in text: doctor says so and names the fix; with
+    `tool_choice = "named"` declared, the same probe goes through select-then-call."""
+    from model_tiers.doctor import diagnose
+
+    auto = openai_tier(llama_cpp_server)
+    [check] = diagnose(make_tier_config(auto), env={})
+    assert not check.ok and "required tool choice in text" in check.detail
+    assert 'capabilities.tool_choice = "named"' in check.fix
+    named = {**auto, "capabilities": {**auto["capabilities"], "tool_choice": "named"}}
+    [check] = diagnose(make_tier_config(named), env={})
+    assert check.ok and "tool calls ok" in check.detail, check
