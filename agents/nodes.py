@@ -153,7 +153,10 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
                 proposal = {**base, "tier": None, "error_kind": "action_error", "error": str(err)}
             return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
 
-        messages = step_messages(spec, inp, att["feedback"])
+        feedback = att["feedback"]
+        if not services.registry.config.escalation.feedback_to_next_tier:
+            feedback = [f for f in feedback if f.get("tier") == att["tier"]]
+        messages = step_messages(spec, inp, feedback)
         tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
         needs = step_needs(spec, messages_as_text(messages) + tools_text(tools))
         cfg = services.registry.config

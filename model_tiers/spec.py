@@ -89,6 +89,10 @@ class EscalationPolicy(_Strict):
     # A step whose confidence is below this fails the verifier (when the tier reports one).
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     judge_tier: str | None = None
+    # Whether a stronger tier sees the rejected candidates of the tiers below (and why they
+    # failed). It helps a model avoid the same mistake, and costs input tokens on the most
+    # expensive tier; off, each tier sees only its own rejected answers.
+    feedback_to_next_tier: bool = True
 
 
 class Budget(_Strict):

@@ -47,6 +47,19 @@ def test_slm_fails_then_passes_on_retry_with_feedback():
     assert top.calls == []
 
 
+@pytest.mark.parametrize("carry", [True, False])
+def test_the_frontier_sees_the_slm_rejections_only_when_configured(carry: bool):
+    bad = {"amount": "7", "currency": "EUR"}
+    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [bad, bad], "reply": [OK_REPLY]}, {"extract": [OK_AMOUNT]},
+                             escalation={"feedback_to_next_tier": carry})
+    out, _ = run(compile_toy(reg))
+    assert out["decided_by"]["1:extract"] == "frontier"
+    frontier_prompt = "\n".join(str(m.content) for m in top.calls[0]["messages"])
+    assert ("amount='7'" in frontier_prompt) is carry
+    assert len(top.calls[0]["messages"]) == (2 + 2 * 2 if carry else 2)  # system + prompt (+ 2 candidates and reasons)
+    assert "amount='7'" in slm.calls[2]["messages"][-1].content  # the slm's own retry always sees why
+
+
 def test_retries_exhausted_then_frontier_passes():
     bad = {"amount": "7", "currency": "EUR"}
     reg, slm, top = registry({"classify": [OK_LABEL], "extract": [bad, bad], "reply": [OK_REPLY]}, {"extract": [OK_AMOUNT]})
