@@ -20,6 +20,7 @@ __all__ = [
     "first_tier",
     "after_failure",
     "after_fault",
+    "has_higher_tier",
     "BudgetState",
     "budget_state",
     "budget_block",
@@ -78,6 +79,11 @@ def _above(config: TierConfig, role: str, needs: StepNeeds, tier: str) -> list[T
     usable, _ = usable_ladder(config, role, needs)
     rank = config.rank(tier)
     return [t for t in usable if config.rank(t.name) > rank]
+
+
+def has_higher_tier(config: TierConfig, role: str, needs: StepNeeds, tier: str) -> bool:
+    """Whether a failed verdict on `tier` could still climb (soft checks apply only then)."""
+    return bool(_above(config, role, needs, tier))
 
 
 def after_failure(config: TierConfig, role: str, needs: StepNeeds, tier: str, tries_on_tier: int) -> Decision:

@@ -68,10 +68,16 @@ CheckFn = Callable[[Any, StepInput], str | None]
 
 @dataclass(frozen=True)
 class Check:
-    """A deterministic domain check the verifier runs on a step's candidate output."""
+    """A deterministic domain check the verifier runs on a step's candidate output.
+
+    A `soft` check is a heuristic that asks for a second opinion rather than an invariant:
+    it fails a candidate only while a higher tier can still take the step; on the top tier
+    its objection is recorded as a warning and the answer stands (no human review for it).
+    """
 
     name: str
     fn: CheckFn
+    soft: bool = False
 
     def __call__(self, value: Any, inp: StepInput) -> str | None:
         return self.fn(value, inp)

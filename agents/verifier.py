@@ -16,7 +16,7 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.context import ServiceResolver, as_jsonable, current_item, emit, step_input, step_needs
-from agents.escalation import Decision, after_failure, after_fault
+from agents.escalation import Decision, after_failure, after_fault, has_higher_tier
 from agents.client_tools import call_problem
 from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, attempt_for, plan_items, tool_result, tools_for, tools_text
 from agents.prompts import user_prompt
@@ -90,6 +90,13 @@ def _judge(services: Any, spec: StepSpec, inp: StepInput, value: Any) -> tuple[s
     return (None if reply.value.ok else f"judge: {reply.value.reason}"), [usage], []
 
 
+def _needs(spec: StepSpec, item: PlanItem, services: Any, state: Mapping[str, Any]) -> Any:
+    """What the step needs of a tier (as the step node estimates it), for ladder decisions."""
+    inp = step_input(state, item, services)
+    tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
+    return step_needs(spec, user_prompt(spec, inp) + tools_text(tools))
+
+
 def make_verifier_node(
     steps: Mapping[str, StepSpec], resolve: ServiceResolver, default_plan: Sequence[PlanItem]
 ) -> tuple[Any, Any]:
@@ -114,9 +121,7 @@ def make_verifier_node(
         if not spec.uses_model or tier is None:
             decision = Decision("top", None, reason)
         else:
-            inp = step_input(state, item, services)
-            tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
-            needs = step_needs(spec, user_prompt(spec, inp) + tools_text(tools))
+            needs = _needs(spec, item, services, state)
             decision = (after_fault if fault else after_failure)(cfg, spec.role, needs, tier, *(() if fault else (att["tries"],)))
         event = {"type": decision.action, "step": item.step, "item_id": item.id, "from": tier, "to": decision.tier, "reason": reason}
         emit(runtime, event)
@@ -160,13 +165,18 @@ def make_verifier_node(
                 parsed = spec.output_model.model_validate(value)
             except ValidationError as err:
                 reason = f"schema: {err.errors()[0]['msg']} at {err.errors()[0]['loc']}"
+        warnings: list[str] = []
+        tier = proposal.get("tier")
+        can_climb = tier is not None and spec.uses_model and has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier)
         for check in spec.checks if reason is None else ():
             try:
-                reason = check(parsed, inp)
+                problem = check(parsed, inp)
             except Exception as err:  # a crashing check is a recorded failure, not a crashed run
-                reason = f"check '{check.name}' raised {type(err).__name__}: {err}"
-            if reason:
-                reason = f"{check.name}: {reason}"
+                problem = f"check '{check.name}' raised {type(err).__name__}: {err}"
+            if problem and check.soft and not can_climb:
+                warnings.append(f"{check.name}: {problem}")
+            elif problem:
+                reason = f"{check.name}: {problem}"
                 break
         threshold = cfg.escalation.confidence_threshold
         if reason is None and threshold is not None and spec.confidence_field:
@@ -179,6 +189,8 @@ def make_verifier_node(
         judge_entries = [{**u, "run_id": state.get("run_id"), "step": item.id, "attempt": proposal.get("attempt", 0)} for u in usages]
         ledger = _ledger_entry(proposal, spec, state, verdict, reason) + judge_entries
         verdict_event = {"type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"), "verdict": verdict, "reason": reason}
+        if warnings:  # soft checks that objected on the top tier: recorded, not enforced
+            verdict_event["warnings"] = warnings
         emit(runtime, verdict_event)
         events.append(verdict_event)
         if reason is not None:

@@ -41,11 +41,13 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_tiers.errors import TierflowError
+from tools.embeddings import DEFAULT_CONFIG as _WORDLLAMA_CONFIG
+from tools.embeddings import DEFAULT_DIM as _WORDLLAMA_DIM
+from tools.embeddings import embed
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
-    from wordllama.inference import WordLlamaInference
 
 __all__ = [
     "COLLECTION_NAME",
@@ -75,8 +77,6 @@ DEFAULT_POLICIES_DIR = Path(__file__).resolve().parent / "policies"
 MAX_QUERY_CHARS = 4000
 MAX_K = 20
 
-_WORDLLAMA_CONFIG = "l2_supercat"
-_WORDLLAMA_DIM = 256
 _DOC_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _NUMBERED_RE = re.compile(r"^(\d{1,4})\.\s+(.*)$")
 
@@ -145,41 +145,6 @@ class Snippet(BaseModel):
 
 # --------------------------------------------------------------------------- embeddings
 
-_MODELS: dict[tuple[str, int], WordLlamaInference] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def _load_wordllama(config: str, dim: int) -> WordLlamaInference:
-    """Load (once per process) the wordllama model from the files inside its wheel.
-
-    ``cache_dir`` points at the installed package: wordllama 0.4 looks for the tokenizer of
-    a *project-root* install under ``tokenizer/`` while the wheel ships it under
-    ``tokenizers/`` (the cache layout), so a plain ``WordLlama.load()`` misses it and tries
-    Hugging Face. ``disable_download`` turns any missing file into a clear error instead.
-    """
-    key = (config, dim)
-    model = _MODELS.get(key)
-    if model is not None:
-        return model
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            import wordllama
-            from wordllama import WordLlama
-
-            package_dir = Path(wordllama.__file__).resolve().parent
-            try:
-                model = WordLlama.load(config=config, dim=dim, cache_dir=package_dir, disable_download=True)
-            except FileNotFoundError as err:
-                raise KnowledgeBaseError(
-                    f"the wordllama model '{config}' (dim {dim}) is not inside the installed "
-                    f"package at {package_dir}: reinstall it with `pip install --force-reinstall "
-                    f"wordllama` ({err})"
-                ) from err
-            _MODELS[key] = model
-    return model
-
-
 class WordLlamaEmbeddingFunction(EmbeddingFunction[Documents]):
     """chromadb embedding function over wordllama: unit-norm vectors for cosine space.
 
@@ -194,7 +159,7 @@ class WordLlamaEmbeddingFunction(EmbeddingFunction[Documents]):
         texts = list(input)
         if not texts:
             return []
-        return list(_load_wordllama(self.config, self.dim).embed(texts, norm=True))
+        return list(embed(texts, config=self.config, dim=self.dim))
 
     @staticmethod
     def name() -> str:

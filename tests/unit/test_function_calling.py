@@ -289,3 +289,42 @@ def test_held_out_bfcl_shapes_load_and_grade(tmp_path: Path):
     assert tool.parameters["properties"] == {"arr": {"type": "string", "description": "int[]"}, "n": {"type": "string"}}
     assert FunctionCallMatch().evaluate([{"name": "ArrayUtils_sort_v2", "arguments": {"arr": "new int[]{3,1}"}}], case).passed
     assert not FunctionCallMatch().evaluate([], case).passed
+
+
+# -- soft checks: a second opinion, never a human review on their own ----------------------------
+
+UNRELATED = tool_call("order_status", {"order_id": "250"})
+
+
+def test_a_soft_check_sends_a_doubtful_call_up_and_the_top_tier_answer_stands():
+    out, *_ = run([UNRELATED], [UNRELATED], escalation={"max_retries": 0})
+    assert [(u["tier"], u["verdict"]) for u in out["ledger"]] == [("slm", "fail"), ("frontier", "pass")]
+    assert "does not look related to the request" in out["ledger"][0]["reason"]
+    [top] = [e for e in out["events"] if e["type"] == "verdict" and e["tier"] == "frontier"]
+    assert top["verdict"] == "pass" and "the function serves the request" in top["warnings"][0]
+    assert out["status"] == "done" and out["decided_by"] == {"0:call": "frontier"}
+
+
+def test_under_all_slm_the_slm_is_the_top_so_soft_checks_only_warn():
+    reg, slm, top = registry([UNRELATED], [], script=queue)
+    graph = build(registry=reg, resources={}, checkpointer=InMemorySaver())
+    out = graph.invoke({"request": REQUEST, "functions": FUNCTIONS}, {"configurable": {"thread_id": "s"}}, context={"policy": "all-slm"})
+    assert out["status"] == "done" and top.calls == []
+    assert [e for e in out["events"] if e["type"] == "verdict"][0]["warnings"]
+
+
+def test_a_decline_while_a_function_clearly_fits_is_escalated():
+    payload = {"request": "Convert 250 euros into US dollars.", "functions": FUNCTIONS}
+    out, *_ = run(["I cannot help with that."], [GOOD], payload=payload, escalation={"max_retries": 0})
+    assert "'convert_currency' looks like it serves the request" in out["ledger"][0]["reason"]
+    assert out["final"]["calls"][0]["name"] == "convert_currency"
+
+
+def test_relevance_ranks_the_function_that_serves_the_request():
+    from graphs.function_calling import DECLINE_SIMILARITY, SERVES_SIMILARITY, relevance
+
+    functions = [f.model_dump() for f in parse_functions(FUNCTIONS)]
+    scores = relevance(REQUEST, functions)
+    assert scores["convert_currency"] >= SERVES_SIMILARITY > scores["order_status"]
+    assert relevance("Convert 250 euros into US dollars.", functions)["convert_currency"] >= DECLINE_SIMILARITY
+    assert max(relevance("Book me a flight to Oslo", functions).values()) < SERVES_SIMILARITY

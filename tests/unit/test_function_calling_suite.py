@@ -50,9 +50,9 @@ def _run(root: Path, category: str, rows: int) -> Any:
 
 @pytest.fixture(scope="module")
 def simple_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """simple_python 0-2: slm right on 0; invents the factorial's number on 1 (the grounding
-    check fails it twice, the frontier answers right); on 2 passes the verifier with a
-    wrong y. The frontier is right on all three."""
+    """simple_python 0-2: slm right on 0; invents the factorial's number on 1 (the soft
+    grounding check fails it twice under tiered, the frontier answers right); on 2 passes
+    the verifier with a wrong y. The frontier is right on all three."""
     return _run(tmp_path_factory.mktemp("bfcl-simple"), "simple_python", 3)
 
 
@@ -69,8 +69,10 @@ def _score(run: Any, policy: str, metric: str = "function_call_match") -> tuple[
 
 
 def test_simple_policies_by_hand(simple_run):
-    assert _score(simple_run, "all-slm") == (1, 3)  # case 1 ends with a human: no decision, a fail
-    assert simple_run.report.policy("all-slm").statuses == {"done": 2, "needs_human": 1}
+    # all-slm: the slm is the top tier, so the soft numeric check only warns on case 1's
+    # invented number and the wrong call stands.
+    assert _score(simple_run, "all-slm") == (1, 3)
+    assert simple_run.report.policy("all-slm").statuses == {"done": 3}
     assert _score(simple_run, "all-frontier") == (3, 3)
     assert _score(simple_run, "tiered") == (2, 3)
     assert simple_run.report.policy("tiered").statuses == {"done": 3}
