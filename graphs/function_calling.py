@@ -1,6 +1,6 @@
 """function_calling: a request plus the caller's functions -> one verified call, or none.
 
-    call (tool role: slm first) -> verify (declared schema, grounded numbers) -> responder
+    call (tool role: slm first) -> verify (schema; relevance, decline, numbers) -> responder
 
 The functions come with the request (OpenAI tool format or bare {name, description,
 parameters}), as in OpenAI's function calling: the graph picks the function and its
@@ -10,10 +10,11 @@ order_agent's tool steps use, on tools it has never seen (the BFCL suites evalua
 
 Checks, cheapest first: the function is one of those declared and its arguments validate
 against the declared JSON Schema (types, required, enums; a real validator). Then three
-soft checks (heuristics: they escalate a doubtful answer, and the top tier's answer stands
-with a warning): the chosen function is semantically close to the request (offline
-wordllama embeddings); a decline is made only when no function is close; every number in the arguments is written in
-the request (or is the parameter's default), which catches a small model's invented values.
+soft checks (heuristics: they escalate a doubtful answer, and the top tier's answer
+stands with a warning): the chosen function is semantically close to the request
+(offline wordllama embeddings); a decline is made only when no function is close; every
+number in the arguments is written in the request (or is the parameter's default), which
+catches a small model's invented values.
 """
 
 from __future__ import annotations
