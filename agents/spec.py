@@ -71,8 +71,9 @@ class Check:
     """A deterministic domain check the verifier runs on a step's candidate output.
 
     A `soft` check is a heuristic that asks for a second opinion rather than an invariant:
-    it fails a candidate only while a higher tier can still take the step; on the top tier
-    its objection is recorded as a warning and the answer stands (no human review for it).
+    it fails a candidate only while a higher tier can still take the step, and sends it
+    straight there (no same-tier retry); on the top tier its objection is recorded as a
+    warning and the answer stands (no human review for it).
     """
 
     name: str

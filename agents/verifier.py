@@ -102,7 +102,9 @@ def make_verifier_node(
 ) -> tuple[Any, Any]:
     """Return (verify node, give_up function shared with the act node)."""
 
-    def escalate(state: Mapping[str, Any], runtime: Any, reason: str, *, fault: bool = False, extra: dict[str, Any] | None = None) -> Command:
+    def escalate(
+        state: Mapping[str, Any], runtime: Any, reason: str, *, fault: bool = False, soft: bool = False, extra: dict[str, Any] | None = None
+    ) -> Command:
         services = resolve(runtime)
         cfg = services.registry.config
         item = current_item(state)
@@ -122,7 +124,10 @@ def make_verifier_node(
             decision = Decision("top", None, reason)
         else:
             needs = _needs(spec, item, services, state)
-            decision = (after_fault if fault else after_failure)(cfg, spec.role, needs, tier, *(() if fault else (att["tries"],)))
+            # A soft check asks for a second opinion: the same tier again rarely gives one
+            # (BFCL, embedded slm: 1 rescue in 40 retries), so it goes straight up.
+            tries = max(att["tries"], cfg.escalation.max_retries + 1) if soft else att["tries"]
+            decision = (after_fault if fault else after_failure)(cfg, spec.role, needs, tier, *(() if fault else (tries,)))
         event = {"type": decision.action, "step": item.step, "item_id": item.id, "from": tier, "to": decision.tier, "reason": reason}
         emit(runtime, event)
         events.append(event)
@@ -166,6 +171,7 @@ def make_verifier_node(
             except ValidationError as err:
                 reason = f"schema: {err.errors()[0]['msg']} at {err.errors()[0]['loc']}"
         warnings: list[str] = []
+        soft_failure = False
         tier = proposal.get("tier")
         can_climb = tier is not None and spec.uses_model and has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier)
         for check in spec.checks if reason is None else ():
@@ -176,7 +182,7 @@ def make_verifier_node(
             if problem and check.soft and not can_climb:
                 warnings.append(f"{check.name}: {problem}")
             elif problem:
-                reason = f"{check.name}: {problem}"
+                reason, soft_failure = f"{check.name}: {problem}", check.soft
                 break
         threshold = cfg.escalation.confidence_threshold
         if reason is None and threshold is not None and spec.confidence_field:
@@ -194,7 +200,7 @@ def make_verifier_node(
         emit(runtime, verdict_event)
         events.append(verdict_event)
         if reason is not None:
-            return escalate(state, runtime, reason, extra={"ledger": ledger, "events": events})
+            return escalate(state, runtime, reason, soft=soft_failure, extra={"ledger": ledger, "events": events})
         if spec.executes_tools and value.get("name") is not None:
             return Command(goto=ACT, update={"ledger": ledger, "events": events})
         update: dict[str, Any] = {"ledger": ledger, "events": events, "attempt": None, "proposal": None}

@@ -328,3 +328,12 @@ def test_relevance_ranks_the_function_that_serves_the_request():
     assert scores["convert_currency"] >= SERVES_SIMILARITY > scores["order_status"]
     assert relevance("Convert 250 euros into US dollars.", functions)["convert_currency"] >= DECLINE_SIMILARITY
     assert max(relevance("Book me a flight to Oslo", functions).values()) < SERVES_SIMILARITY
+
+
+def test_a_soft_failure_goes_straight_up_while_a_hard_one_is_retried_first():
+    out, *_ = run([UNRELATED], [GOOD])  # max_retries = 1 (the default)
+    assert [(u["tier"], u["verdict"]) for u in out["ledger"]] == [("slm", "fail"), ("frontier", "pass")]
+    assert [e["type"] for e in out["events"] if e["type"] in ("retry", "escalate")] == ["escalate"]
+    bad = tool_call("convert_currency", {"amount": "250", "from_currency": "EUR", "to_currency": "USD"})
+    out, *_ = run([bad, GOOD])  # a schema failure: the same tier retries with the reason
+    assert [(u["tier"], u["verdict"]) for u in out["ledger"]] == [("slm", "fail"), ("slm", "pass")]
