@@ -173,7 +173,8 @@ def make_verifier_node(
         warnings: list[str] = []
         soft_failure = False
         tier = proposal.get("tier")
-        can_climb = tier is not None and spec.uses_model and has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier)
+        soft_checks = any(c.soft for c in spec.checks)
+        can_climb = soft_checks and tier is not None and has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier)
         for check in spec.checks if reason is None else ():
             try:
                 problem = check(parsed, inp)
