@@ -97,9 +97,11 @@ def parse_functions(raw: Any) -> list[ClientFunction]:
 
 
 def openai_tools(functions: Sequence[Mapping[str, Any] | ClientFunction]) -> list[dict[str, Any]]:
-    """The functions in the OpenAI tool format every provider binds."""
+    """The functions in the OpenAI tool format every provider binds. Mappings are taken as
+    already validated (the router stores `parse_functions`' output in state), so a step
+    attempt does not re-check every schema."""
     return [
-        {"type": "function", "function": (f if isinstance(f, ClientFunction) else ClientFunction.model_validate(f)).model_dump()}
+        {"type": "function", "function": f.model_dump() if isinstance(f, ClientFunction) else dict(f)}
         for f in functions
     ]
 

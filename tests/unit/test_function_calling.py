@@ -154,12 +154,20 @@ def test_no_call_is_a_valid_answer_when_no_function_fits():
 
 
 def test_a_step_that_may_not_decline_fails_a_reply_without_a_call():
+    from agents.spec import StepKind, StepSpec
+    from graphs.builder import Workflow, build_graph
+
     step = tool_caller("call", instructions="call", client_tools=True)
     assert not step.may_decline and step.executes_tools is False
     with pytest.raises(ValueError, match="client_tools and may_decline apply to tool steps only"):
-        from agents.spec import StepKind, StepSpec
-
         StepSpec(name="x", kind=StepKind.ACTION, role="tool", run=lambda inp: 1, client_tools=True)
+    must_call = Workflow(name="must_call", description="", steps=(step,), default_plan=WORKFLOW.default_plan)
+    reg, slm, _ = registry(["Sorry, no.", GOOD], [], script=queue)
+    graph = build_graph(must_call, registry=reg, resources={}, checkpointer=InMemorySaver())
+    out = graph.invoke({"request": REQUEST, "functions": FUNCTIONS}, {"configurable": {"thread_id": "m"}})
+    assert slm.calls[0]["tool_choice"] == "any"  # a call is required
+    assert [(u["tier"], u["verdict"]) for u in out["ledger"]] == [("slm", "fail"), ("slm", "pass")]
+    assert "no tool call" in out["ledger"][0]["reason"] and out["results"]["0:call"]["status"] == "proposed"
 
 
 @pytest.mark.parametrize(
