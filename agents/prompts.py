@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agents.spec import StepInput, StepSpec
 
@@ -29,16 +29,22 @@ def user_prompt(spec: StepSpec, inp: StepInput) -> str:
 
 
 def step_messages(spec: StepSpec, inp: StepInput, feedback: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
-    """System instructions, the step's prompt, then each rejected answer and why."""
+    """System instructions, the step's prompt, then the rejected answers and why.
+
+    The rejected answers are quoted in one user turn, not replayed as the model's own
+    turns: given them as its own earlier answers, Qwen2.5-1.5B repeated a rejected value
+    word for word on every retry of the sample ticket.
+    """
     messages: list[BaseMessage] = [
         SystemMessage(f"{spec.instructions}\n\n{_DATA_RULE}".strip()),
         HumanMessage(user_prompt(spec, inp)),
     ]
-    for fb in feedback:
-        candidate = fb.get("candidate")
-        if candidate is not None:
-            messages.append(AIMessage(json.dumps(candidate, default=str)))
-        messages.append(
-            HumanMessage(f"That answer was rejected: {fb.get('reason')}. Answer again and fix exactly that.")
-        )
+    if feedback:
+        lines = ["These answers were rejected:"]
+        for fb in feedback:
+            candidate = fb.get("candidate")
+            shown = "(no usable answer)" if candidate is None else json.dumps(candidate, default=str)
+            lines.append(f"- {shown}: {fb.get('reason')}")
+        lines.append("Do not repeat a rejected value. Answer again from the customer's message, fixing exactly what was wrong.")
+        messages.append(HumanMessage("\n".join(lines)))
     return messages

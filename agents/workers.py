@@ -4,11 +4,12 @@ which the graph builder turns into a node followed by the verifier."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from agents.label_ranker import LabelRanker
 from agents.spec import Check, PlanItem, StepInput, StepKind, StepSpec
 
 __all__ = [
@@ -85,13 +86,55 @@ def classifier(
     prompt: Callable[[StepInput], str] | None = None,
     checks: Iterable[Check] = (),
     local_only: bool = False,
+    descriptions: Mapping[str, str] | None = None,
+    shortlist: int | None = None,
+    fallback_label: str | None = None,
+    plausible_rank: int | None = None,
 ) -> StepSpec:
-    """A label from a fixed set, with the model's confidence (role `classify`)."""
+    """A label from a fixed set, with the model's confidence (role `classify`).
+
+    The prompt lists the candidate labels (with `descriptions`, when given). With
+    `shortlist=K` it lists only the K labels whose descriptions are most similar to the
+    request, most similar first; the grammar still admits every label. `fallback_label`
+    (e.g. "other") is not listed but named as the answer when no label fits: listed last
+    among the candidates, Qwen2.5-1.5B chose it for a third of visible Banking77 messages.
+    With `plausible_rank=R`, a soft check sends a label that is not among the R most
+    similar ones to a stronger tier (on the top tier it is only a warning).
+    """
     allowed = frozenset(labels)
+    if (shortlist or plausible_rank) and not descriptions:
+        raise ValueError(f"classifier '{name}': shortlist and plausible_rank rank labels by their descriptions")
+    ranker = LabelRanker({label: (descriptions or {}).get(label, label) for label in labels}) if descriptions else None
 
     def in_set(value: BaseModel, _: StepInput) -> str | None:
         label = getattr(value, "label", None)
         return None if label in allowed else f"label '{label}' is not one of the allowed labels"
+
+    def candidates_prompt(inp: StepInput) -> str:
+        offered = [label for label in (labels if ranker is None or not shortlist else ranker.ranking(inp.request)) if label != fallback_label]
+        offered = offered[:shortlist] if shortlist else offered
+        lines = [f"Customer message:\n<<<\n{inp.request}\n>>>", "", "Candidate labels" + (" (most likely first):" if shortlist else ":")]
+        for label in offered:
+            text = descriptions.get(label) if descriptions else None
+            lines.append(f"- {label}: {text}" if text else f"- {label}")
+        if fallback_label:
+            lines.append(f"If none of these fits because the message is not such a request at all, answer '{fallback_label}'.")
+        lines.append("Answer with the one label that fits the message best, and how sure you are (0 to 1).")
+        return "\n".join(lines)
+
+    extra: list[Check] = []
+    if ranker is not None and plausible_rank:
+
+        def plausible(value: BaseModel, inp: StepInput) -> str | None:
+            label = str(getattr(value, "label", ""))
+            rank = ranker.rank_of(label, inp.request)
+            if rank < plausible_rank:
+                return None
+            best = ", ".join(ranker.ranking(inp.request)[: max(3, plausible_rank)])
+            return f"'{label}' is unlikely for this message (similarity rank {rank + 1}); the closest labels are {best}"
+
+        what = "the most similar label" if plausible_rank == 1 else f"label among the {plausible_rank} most similar"
+        extra.append(Check(what, plausible, soft=True))
 
     return StepSpec(
         name=name,
@@ -99,8 +142,8 @@ def classifier(
         role="classify",
         instructions=instructions,
         output_model=label_model(f"{name.title().replace('_', '')}Label", labels),
-        prompt=prompt,
-        checks=(Check("label in set", in_set), *checks),
+        prompt=prompt or candidates_prompt,
+        checks=(Check("label in set", in_set), *extra, *checks),
         local_only=local_only,
         confidence_field="confidence",
     )

@@ -74,6 +74,7 @@ def _eval(args: argparse.Namespace) -> int:
             retry_errors=args.retry_errors,
             progress=not args.no_progress,
             report_only=args.report_only,
+            whole_graph=args.whole_graph,
         ),
     )
     console.print(_summary_table(result.report))
@@ -137,6 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--retry-errors", action="store_true", help="rerun cases recorded with status 'error'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--report-only", action="store_true", help="run nothing; rebuild the report from the run folder")
+    p.add_argument("--whole-graph", action="store_true", help="run every step even when the suite grades only some (slower; costs the rest of the graph)")
     p.set_defaults(handler=_eval)
 
     x = subparsers.add_parser("export-finetune", help="chat-format JSONL of the steps the slm failed and the top tier passed")

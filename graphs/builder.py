@@ -188,12 +188,21 @@ def _router(workflow: Workflow) -> Callable[..., Command]:
     return router
 
 
-def _dispatch(state: dict[str, Any]) -> Command:
+def _dispatch(state: dict[str, Any], runtime: Any) -> Command:
     plan = state.get("plan") or []
     cursor = int(state.get("cursor", 0))
-    if state.get("status") != "running" or cursor >= len(plan):
+    if state.get("status") != "running" or cursor >= len(plan) or _stop_reached(state, runtime):
         return Command(goto=RESPONDER)
     return Command(goto=plan[cursor]["step"])
+
+
+def _stop_reached(state: Mapping[str, Any], runtime: Any) -> bool:
+    """Whether every step the run context's `stop_after` names has a verified result."""
+    ctx = coerce_context(getattr(runtime, "context", None))
+    if ctx is None or not ctx.stop_after:
+        return False
+    done = {key.split(":", 1)[-1] for key in state.get("results") or {} if key != RESET}
+    return all(step in done for step in ctx.stop_after)
 
 
 def _responder(workflow: Workflow, provider: ServiceProvider) -> Callable[..., dict[str, Any]]:

@@ -15,13 +15,13 @@ from typing import Any
 
 from langgraph.types import Command
 from rich.console import Console
-from rich.table import Table
 
 from graphs.catalog import graph_names, load_graph_module
 from graphs.studio import register as register_studio
-from model_tiers import ConfigError, TierRunContext, load_tier_config, summarize
+from graphs.run_output import clip, describe_event, final_panel, ledger_table, question_line, question_panel
+from model_tiers import ConfigError, TierRunContext, load_tier_config
 
-__all__ = ["register", "data_dir", "read_input", "sqlite_checkpointer"]
+__all__ = ["register", "data_dir", "read_input", "sqlite_checkpointer", "parse_answer"]
 
 console = Console()
 
@@ -64,24 +64,6 @@ def sqlite_checkpointer(path: Path) -> Iterator[Any]:
         conn.close()
 
 
-def _describe(event: dict[str, Any]) -> str | None:
-    kind = event.get("type")
-    where = f"[bold]{event.get('step', '')}[/bold]"
-    if kind == "model_call":
-        err = f" [red]{event['error']}[/red]" if event.get("error") else ""
-        return f"  {where} attempt {event.get('attempt')} on [cyan]{event.get('tier')}[/cyan]{err}"
-    if kind == "verdict":
-        colour = "green" if event["verdict"] == "pass" else "red"
-        why = f": {event['reason']}" if event.get("reason") else ""
-        return f"  {where} verifier [{colour}]{event['verdict']}[/{colour}]{why}"
-    if kind in ("retry", "escalate", "fallback", "top"):
-        return f"  {where} [yellow]{kind}[/yellow] {event.get('from')} -> {event.get('to') or 'human/policy'}"
-    if kind in ("route", "tool_executed", "human_decision", "budget_downgrade", "budget_approved", "declined", "rejected_input", "judge_fault"):
-        rest = {k: v for k, v in event.items() if k != "type"}
-        return f"  [magenta]{kind}[/magenta] {json.dumps(rest, default=str)}"
-    return None
-
-
 def _stream(graph: Any, payload: Any, config: dict[str, Any], context: TierRunContext | None) -> None:
     # "sync" durability: each step's checkpoint is on disk before the next step starts, so a
     # run killed at any point resumes from the step it was in.
@@ -89,7 +71,7 @@ def _stream(graph: Any, payload: Any, config: dict[str, Any], context: TierRunCo
         payload, config, context=context, stream_mode=["updates", "custom"], durability="sync"
     ):
         if mode == "custom" and isinstance(chunk, dict):
-            line = _describe(chunk)
+            line = describe_event(chunk)
             if line:
                 console.print(line, highlight=False)
 
@@ -102,32 +84,36 @@ def _pending_interrupt(graph: Any, config: dict[str, Any]) -> Any:
     return None
 
 
-def _ask(question: Any) -> Any:
-    console.print("[bold yellow]The run is waiting for a human:[/bold yellow]")
-    console.print_json(json.dumps(question, default=str))
-    text = console.input("answer (JSON, or yes/no): ").strip()
+_BARE_ANSWERS: dict[str, Any] = {
+    "approve": {"action": "approve"},
+    "reject": {"action": "reject"},
+    "yes": "yes",
+    "y": "yes",
+    "no": "no",
+    "n": "no",
+}
+ANSWER_FORMS = "approve, reject, yes, no, or JSON such as '{\"action\": \"edit\", \"value\": {...}}'"
+
+
+def parse_answer(text: str) -> Any:
+    """A human's answer: a bare word (approve, reject, yes, no) or a JSON value."""
+    word = text.strip()
+    if word.lower() in _BARE_ANSWERS:
+        return _BARE_ANSWERS[word.lower()]
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+        return json.loads(word)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"the answer {clip(word, 60)!r} is neither a known word nor JSON ({err.msg}); give {ANSWER_FORMS}", source="--answer") from None
 
 
-def _ledger_table(state: dict[str, Any], config: Any) -> None:
-    records = [u for u in state.get("ledger", []) if u.get("run_id") == state.get("run_id")]
-    table = Table(title="Ledger (this run)")
-    for col in ("tier", "calls", "tokens in", "tokens out", "latency s", "cost $"):
-        table.add_column(col, justify="right")
-    summary = summarize(records, config)
-    for t in summary.per_tier:
-        table.add_row(t.tier, str(t.calls), str(t.input_tokens), str(t.output_tokens), f"{t.latency_s:.2f}", f"{t.cost_usd:.6f}")
-    table.add_row("[bold]total", str(summary.calls), "", "", f"{summary.latency_s:.2f}", f"[bold]{summary.cost_usd:.6f}")
-    console.print(table)
-    if summary.all_frontier_cost_usd:
-        saved = summary.savings_vs_frontier or 0.0
-        console.print(
-            f"Same calls all on the frontier tier ('{config.frontier.name}'): ${summary.all_frontier_cost_usd:.6f}"
-            f"  -> this run cost {100 * (1 - saved):.1f}% of that ({100 * saved:.1f}% saved)"
-        )
+def _ask(question: Any) -> Any:
+    console.print(question_panel(question))
+    while True:
+        text = console.input("answer: ").strip()
+        try:
+            return parse_answer(text)
+        except ConfigError as err:
+            console.print(f"[red]{err}[/red]", highlight=False)
 
 
 def _functions_payload(args: argparse.Namespace, module: Any) -> dict[str, Any]:
@@ -164,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
             if not graph.get_state(config).next:
                 raise ConfigError(f"thread '{thread}' has nothing to resume (finished, or never started)")
             console.print(f"[bold]resuming[/bold] {args.graph} thread={thread}")
-            payload: Any = Command(resume=json.loads(args.answer)) if args.answer and _pending_interrupt(graph, config) is not None else None
+            payload: Any = Command(resume=parse_answer(args.answer)) if args.answer and _pending_interrupt(graph, config) is not None else None
         else:
             if args.input is None:
                 raise ConfigError("give the request with --input TEXT or --input @FILE (or --resume a thread)")
@@ -173,13 +159,13 @@ def _run(args: argparse.Namespace) -> int:
         _stream(graph, payload, config, context)
         while (question := _pending_interrupt(graph, config)) is not None:
             if not sys.stdin.isatty():
-                console.print_json(json.dumps(question, default=str))
-                console.print(f"[yellow]waiting for a human.[/yellow] Resume with: tierflow run {args.graph} --thread {thread} --resume --answer '<JSON>'")
+                resume = f"tierflow run {args.graph} --thread {thread} --resume"
+                console.print(f"[yellow]{question_line(question, resume)}[/yellow]", highlight=False)
                 return 3
             _stream(graph, Command(resume=_ask(question)), config, context)
         state = graph.get_state(config).values
-    console.print_json(json.dumps(state.get("final", {}), default=str))
-    _ledger_table(state, tier_config)
+    console.print(final_panel(state.get("final", {})))
+    ledger_table([u for u in state.get("ledger", []) if u.get("run_id") == state.get("run_id")], tier_config, console)
     return 0 if state.get("status") == "done" else 1
 
 
@@ -199,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--functions", help="the caller's functions (function_calling): a JSON list, or @FILE.json")
     p.add_argument("--thread", help="thread id (default: a new one); reuse it with --resume")
     p.add_argument("--resume", action="store_true", help="continue the thread from its last checkpoint")
-    p.add_argument("--answer", help="JSON answer to the pending interrupt (with --resume)")
+    p.add_argument("--answer", help="answer to the pending question (with --resume): approve, reject, yes, no, or JSON")
     p.add_argument("--policy", choices=["tiered", "all-slm", "all-frontier"], help="routing policy for this run")
     p.add_argument("--max-frontier-calls", type=int, help="budget: frontier calls for this run")
     p.add_argument("--max-cost", type=float, help="budget: USD for this run")

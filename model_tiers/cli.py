@@ -9,6 +9,7 @@ from rich.table import Table
 
 from model_tiers.config import load_tier_config
 from model_tiers.doctor import diagnose
+from model_tiers.providers.model_files import MODEL_FILES, model_file_status
 from model_tiers.spec import ROLES
 
 __all__ = ["register"]
@@ -28,6 +29,18 @@ def _models(args: argparse.Namespace) -> int:
             str(t.capabilities.context_window),
         )
     console.print(table)
+    embedded = [t for t in config.tiers if t.provider == "embedded"]
+    if embedded:
+        files = Table(title="Embedded model files")
+        for col in ("tier", "model", "params", "licence", "file"):
+            files.add_column(col, overflow="fold")
+        for t in embedded:
+            known = MODEL_FILES.get(t.model)
+            if known is None:
+                files.add_row(t.name, t.model, "?", "?", "a file you named (no published hash)")
+            else:
+                files.add_row(t.name, t.model, known.params, known.licence, model_file_status(t.model))
+        console.print(files)
     roles = Table(title="Roles -> starting tier (ceiling)")
     roles.add_column("role")
     roles.add_column("starts on")

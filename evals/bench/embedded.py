@@ -39,12 +39,13 @@ from rich.console import Console
 from rich.table import Table
 
 from model_tiers import ROLES, TierConfig, TierflowError, TierRegistry, config_from_mapping
-from model_tiers.providers.embedded import EmbeddedEngine, resolve_model_path
+from model_tiers.providers.embedded import EmbeddedEngine, get_engine, resolve_model_path, run_inference
 
 __all__ = ["BenchError", "BenchReport", "ModelFigures", "run_benchmark", "main"]
 
 SLM = "smollm2-135m-instruct"
-MODELS = (SLM, "gemma3-270m")
+FRONTIER = "qwen2.5-coder-1.5b-instruct"
+MODELS = (SLM, "gemma3-270m", FRONTIER)
 N_CTX = 2048
 LOAD_REPEATS = 3
 DECODE_REPEATS = 3
@@ -87,6 +88,15 @@ class BenchReport(BaseModel):
     http_p95_s: float | None = None
     http_input_tokens: int | None = None
     http_over_inproc_p50: float | None = None
+    # The tier call against llama.cpp's own create_chat_completion on the same engine,
+    # thread and grammar: given the prompt the tier sends, and given the bare prompt.
+    raw_same_prompt_p50_s: float
+    raw_bare_prompt_p50_s: float
+    tier_over_raw_same_prompt: float
+    tier_over_raw_bare_prompt: float
+    # slm and frontier calls from 4 threads at once: wall time of the batch and p95 of one
+    # call, through the process's one inference thread vs from the callers' own threads.
+    contention: dict[str, dict[str, float]] = {}
     peak_rss_mib: float
     server_peak_rss_mib: float | None = None
     # Other work on the machine skews every figure: the 1-minute load average before / after.
@@ -164,6 +174,63 @@ def _classify_latencies(registry: TierRegistry, runs: int) -> tuple[list[float],
     return [latency for latency, _ in results], results[0][1]
 
 
+def _raw_latencies(registry: TierRegistry, runs: int) -> tuple[list[float], list[float]]:
+    """The same classification straight through llama-cpp-python (no LangChain, no ledger):
+    with the exact chat the tier sends (tool prompt included), and with the bare chat."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from model_tiers.providers.embedded import _grammar, _to_chat_dicts, tool_call_schema, tools_prompt
+
+    spec = registry.spec("bench")
+    engine = get_engine(spec.model, n_ctx=int(spec.options.get("n_ctx", N_CTX)), n_threads=spec.options.get("n_threads"))
+    tool = convert_to_openai_tool(TicketLabel)
+    name = tool["function"]["name"]
+    schema = tool_call_schema([tool], name, False)
+    grammar = _grammar(json.dumps(schema, sort_keys=True))
+
+    def timed(chat: list[dict[str, str]]) -> float:
+        started = time.perf_counter()
+        run_inference(lambda: engine._llama.create_chat_completion(messages=chat, grammar=grammar, max_tokens=spec.max_output_tokens, temperature=0.0))  # type: ignore[arg-type]
+        return time.perf_counter() - started
+
+    same, bare = [], []
+    for i in range(runs):
+        plain = _to_chat_dicts([SystemMessage(SYSTEM), HumanMessage(TICKET.format(ticket_id=f"T-{1000 + i}"))])
+        same.append(timed([{"role": "system", "content": tools_prompt([tool], name, False)}, *plain]))
+        bare.append(timed(plain))
+    return same, bare
+
+
+def _contention(threads: int, calls: int = 4) -> dict[str, dict[str, float]]:
+    """slm and frontier calls from 4 threads at once, queued on the inference thread versus
+    run from the calling threads (two models decoding at once, each with its own lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engines = [get_engine(m, n_ctx=N_CTX, n_threads=threads) for m in (SLM, FRONTIER)]
+    chat = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": TICKET}]
+    out: dict[str, dict[str, float]] = {}
+    for mode in ("inference thread", "caller threads"):
+        latencies: list[float] = []
+
+        def one(i: int) -> None:
+            engine = engines[i % 2]
+            messages = [chat[0], {"role": "user", "content": TICKET.format(ticket_id=f"C-{mode[0]}{i}")}]
+            started = time.perf_counter()
+            if mode == "inference thread":
+                engine.chat(messages, max_tokens=24)
+            else:
+                with engine._lock:
+                    engine._llama.create_chat_completion(messages=messages, max_tokens=24)  # type: ignore[arg-type]
+            latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(one, range(calls * 2)))
+        _, p95 = _percentiles(latencies)
+        out[mode] = {"wall_s": time.perf_counter() - started, "p95_call_s": p95}
+    return out
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -216,7 +283,9 @@ def run_benchmark(runs: int = 20, http_runs: int = 10, threads: int | None = Non
         "name": "bench", "provider": "embedded", "model": SLM, "max_output_tokens": 32,
         "options": {"n_ctx": N_CTX, "n_threads": threads},
     }
-    inproc, inproc_tokens = _classify_latencies(TierRegistry(_config(slm_tier)), runs)
+    slm_registry = TierRegistry(_config(slm_tier))
+    inproc, inproc_tokens = _classify_latencies(slm_registry, runs)
+    raw_same, raw_bare = _raw_latencies(slm_registry, runs)
     probe = EmbeddedEngine(SLM, n_ctx=256, n_threads=threads)
     ticket_tokens = probe.count_tokens(TICKET.format(ticket_id="T-1000"))
     probe.close()
@@ -224,6 +293,10 @@ def run_benchmark(runs: int = 20, http_runs: int = 10, threads: int | None = Non
     report = BenchReport(
         runs=runs, threads=threads, ticket_tokens=ticket_tokens, models=models,
         inproc_p50_s=inproc_p50, inproc_p95_s=inproc_p95, inproc_input_tokens=inproc_tokens,
+        raw_same_prompt_p50_s=statistics.median(raw_same), raw_bare_prompt_p50_s=statistics.median(raw_bare),
+        tier_over_raw_same_prompt=inproc_p50 / statistics.median(raw_same),
+        tier_over_raw_bare_prompt=inproc_p50 / statistics.median(raw_bare),
+        contention=_contention(threads),
         http_runs=http_runs, peak_rss_mib=_peak_rss_mib(resource.RUSAGE_SELF),
         load_average_before=load_before,
     )
@@ -267,6 +340,12 @@ def _table(report: BenchReport) -> Table:
             f"{report.http_p50_s:.3f} / {report.http_p95_s:.3f} s",
         )
         table.add_row("  HTTP / in-process (p50)", f"{report.http_over_inproc_p50:.2f}x")
+    table.add_row("  llama.cpp direct, same prompt as the tier (p50)", f"{report.raw_same_prompt_p50_s:.3f} s")
+    table.add_row("  llama.cpp direct, bare prompt (p50)", f"{report.raw_bare_prompt_p50_s:.3f} s")
+    table.add_row("  tier call / direct, same prompt", f"{report.tier_over_raw_same_prompt:.2f}x")
+    table.add_row("  tier call / direct, bare prompt", f"{report.tier_over_raw_bare_prompt:.2f}x")
+    for mode, fig in report.contention.items():
+        table.add_row(f"slm+frontier from 4 threads, {mode}", f"wall {fig['wall_s']:.2f} s, p95 call {fig['p95_call_s']:.2f} s")
     table.add_row("peak RSS, this process", f"{report.peak_rss_mib:.0f} MiB")
     if report.server_peak_rss_mib is not None:
         table.add_row("peak RSS, llama_cpp.server", f"{report.server_peak_rss_mib:.0f} MiB")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class EvalSettings:
     progress: bool = True
     # Only rebuild the report from what the run folder already holds.
     report_only: bool = False
+    # Run every case through the whole graph even when the suite grades only some steps.
+    whole_graph: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
         raise ConfigError(f"--limit must be at least 1, got {settings.limit}")
     if settings.concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {settings.concurrency}")
+    if suite.graded_steps and not settings.whole_graph:
+        settings = replace(settings, policies=tuple(p.with_overrides(stop_after=list(suite.graded_steps)) for p in settings.policies))
     tier_config = effective_tier_config(load_tier_config(settings.tiers_file))
     dataset = suite.load(settings.dataset_path, settings.limit, settings.seed)
     if not dataset.cases:

@@ -134,6 +134,9 @@ class Suite:
     # None to leave it to a human (the case is recorded as needs_human). When set, the
     # graph is built with an in-memory checkpointer so a run can be resumed.
     answer_interrupt: Callable[[Mapping[str, Any]], Any] | None = None
+    # The steps the graders read. A case runs only until these have a verified result
+    # (the run context's `stop_after`), unless the eval asks for the whole graph.
+    graded_steps: tuple[str, ...] = ()
     # What each evaluator measures, by name (printed in the report).
     metric_notes: Mapping[str, str] = field(default_factory=dict)
     # What the suite measures and does not, printed in the report.

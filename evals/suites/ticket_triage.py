@@ -127,11 +127,13 @@ BANKING77 = Suite(
     truths=(StepTruth("classify", _label_is_gold, "a classify candidate is right iff its label equals the gold intent"),),
     thresholds=CONFIDENCE_THRESHOLDS,
     open_resources=_open_resources,
+    graded_steps=("classify",),
     metric_notes={"exact_label": "the verified intent equals the gold intent (a label left to a human counts as wrong)"},
     notes=(
         "Sampling with --limit is stratified by gold intent (deterministic, seed 0 unless --seed): small samples cover "
         "many intents with one case each, so macro-F1 on a small sample is noisy; read its interval.",
-        "Entity extraction, retrieval and the drafted reply are run and costed but not graded by this suite.",
+        "Only the classify step is graded, so each case stops once it has a verified label (extraction, retrieval "
+        "and the drafted reply are not run or costed); --whole-graph runs and costs them too.",
     ),
 )
 
@@ -230,6 +232,7 @@ CLINC150 = Suite(
     truths=(StepTruth("classify", _scope_truth, "a classify candidate is right iff (label == 'other') matches the query's scope"),),
     thresholds=CONFIDENCE_THRESHOLDS,
     open_resources=_open_resources,
+    graded_steps=("classify",),
     metric_notes={
         "scope_correct": "out-of-scope routed away, or in-scope given a banking intent (all cases)",
         "oos_routed": "share of out-of-scope queries labelled 'other' or handed to a human at classify (recall of OOS)",

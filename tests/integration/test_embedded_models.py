@@ -1,19 +1,21 @@
 """The embedded tiers (real GGUF models in-process) through `TierRegistry.call`.
 
 These check the contract (schema-valid structured output, a valid tool call, real token
-counts, one shared engine under concurrency), not the answers' quality: the models are tiny.
+counts, one shared engine under concurrency, the timeout) on all three shipped models
+(each file checked against its SHA-256 when it loads), not the answers' quality.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from model_tiers import TierRegistry
+from model_tiers import TierRegistry, TierUnreachable
 from model_tiers.providers import embedded
 from tests.integration.provider_probes import TOOLS, TicketTriage
 
@@ -36,7 +38,7 @@ def embedded_tier(model: str, **overrides: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module", params=["smollm2-135m-instruct", "gemma3-270m"])
+@pytest.fixture(scope="module", params=["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-1.5b-instruct"])
 def registry(request: pytest.FixtureRequest, make_tier_config: Any) -> TierRegistry:
     return TierRegistry(make_tier_config(embedded_tier(request.param)))
 
@@ -107,3 +109,39 @@ def test_concurrent_calls_share_one_engine(monkeypatch: pytest.MonkeyPatch, make
     assert len(results) == workers and all(isinstance(r, TicketTriage) for r in results)
     assert len(loaded) == 1
     assert embedded.get_engine("smollm2-135m-instruct", n_ctx=1536) is loaded[0]
+
+
+def test_a_call_past_timeout_s_is_a_fault_and_the_engine_stays_usable(make_tier_config: Any) -> None:
+    """timeout_s holds for in-process calls too: the call raises TierUnreachable (the ladder
+    falls back), the decode stops at its next token, and the next call works."""
+    registry = TierRegistry(make_tier_config(embedded_tier("qwen2.5-coder-1.5b-instruct", timeout_s=0.5, max_output_tokens=200)))
+    long_prompt = [HumanMessage("Write a long story about a lighthouse keeper. " * 20)]
+    started = time.perf_counter()
+    with pytest.raises(TierUnreachable, match="timeout_s=0.5"):
+        registry.call("local", long_prompt)
+    assert time.perf_counter() - started < 5.0
+    patient = TierRegistry(make_tier_config(embedded_tier("qwen2.5-coder-1.5b-instruct", max_output_tokens=8)))
+    reply = patient.call("local", [HumanMessage("Say hi.")])
+    assert reply.usage.output_tokens > 0
+
+
+def test_two_models_called_at_once_share_the_inference_thread(make_tier_config: Any) -> None:
+    """Calls to different models from several threads all run, one at a time, on one OS
+    thread (one OpenMP team on the machine's cores)."""
+    names: set[str] = set()
+    original = embedded.EmbeddedEngine._decode
+
+    def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
+        names.add(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    registries = [
+        TierRegistry(make_tier_config(embedded_tier(m, max_concurrency=2)))
+        for m in ("smollm2-135m-instruct", "qwen2.5-coder-1.5b-instruct")
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(embedded.EmbeddedEngine, "_decode", recording)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            replies = list(pool.map(lambda i: registries[i % 2].call("local", [SystemMessage("Classify the support ticket."), HumanMessage(TICKET)], schema=TicketTriage), range(4)))
+    assert all(isinstance(r.value, TicketTriage) for r in replies)
+    assert len(names) == 1 and next(iter(names)).startswith("tierflow-llama")

@@ -1,4 +1,4 @@
-"""order_agent end to end on the real embedded models (SmolLM2 as slm, Gemma 3 as frontier)
+"""order_agent end to end on the real embedded models (SmolLM2-135M as slm, Qwen2.5-Coder-1.5B as frontier)
 against a real pending order of tau2's retail database. Asserts schema validity and the
 agent's invariants, not quality: the models are tiny, so humans (this test) answer the
 interrupts: a confirmation gets yes only for the expected cancel, a human review gets a

@@ -1,5 +1,5 @@
-"""ticket_triage end to end on the real embedded models (SmolLM2 as slm, Gemma 3 as
-frontier). Asserts schema validity and invariants, not quality: these models are tiny."""
+"""ticket_triage end to end on the real embedded models (SmolLM2-135M as slm,
+Qwen2.5-Coder-1.5B as frontier). Asserts schema validity and invariants, not quality."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def test_the_frontier_sees_the_slm_rejections_only_when_configured(carry: bool):
     assert out["decided_by"]["1:extract"] == "frontier"
     frontier_prompt = "\n".join(str(m.content) for m in top.calls[0]["messages"])
     assert ("amount='7'" in frontier_prompt) is carry
-    assert len(top.calls[0]["messages"]) == (2 + 2 * 2 if carry else 2)  # system + prompt (+ 2 candidates and reasons)
+    assert len(top.calls[0]["messages"]) == (3 if carry else 2)  # system + prompt (+ one turn quoting the rejected answers)
     assert "amount='7'" in slm.calls[2]["messages"][-1].content  # the slm's own retry always sees why
 
 

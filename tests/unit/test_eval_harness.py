@@ -48,21 +48,23 @@ from tools.datasets import dataset_file
 # -- scripted tiers -------------------------------------------------------------------------
 
 OK, WRONG, INVALID, LOWCONF, WRONG_LOW, HOPELESS, EXPLODE = (
-    "I lost my card on the train yesterday",
+    "My card was stolen, please block it",
     "My new card has still not arrived",
     "Why was I charged twice for one coffee",
     "How much does a top up by bank transfer cost",
-    "Can I change my PIN at a cash machine",
+    "I lost my card on the train yesterday",
     "zzz qqq",
     "please explode",
 )
 # message -> (gold label, the slm's classify reply)
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     OK: ("lost_or_stolen_card", {"label": "lost_or_stolen_card", "confidence": 0.95}),
-    WRONG: ("card_arrival", {"label": "card_not_working", "confidence": 0.9}),
+    # Right labels here, and the wrong ones the verifier cannot catch, are the label most
+    # similar to the message, so the classifier's soft plausibility check lets them pass.
+    WRONG: ("card_arrival", {"label": "card_linking", "confidence": 0.9}),
     INVALID: ("transaction_charged_twice", {"label": "nonsense", "confidence": 0.9}),
     LOWCONF: ("top_up_by_bank_transfer_charge", {"label": "top_up_by_bank_transfer_charge", "confidence": 0.4}),
-    WRONG_LOW: ("change_pin", {"label": "pin_blocked", "confidence": 0.3}),
+    WRONG_LOW: ("lost_or_stolen_card", {"label": "card_linking", "confidence": 0.3}),
     HOPELESS: ("card_arrival", {"label": "nonsense", "confidence": 0.9}),
     EXPLODE: ("card_arrival", {"label": "card_arrival", "confidence": 0.9}),
 }
@@ -267,7 +269,9 @@ def test_export_finetune_writes_the_slm_failed_frontier_passed_steps(smoke, tmp_
     # tiered: INVALID; tiered-conf0.80: INVALID again (a duplicate), LOWCONF, WRONG_LOW.
     assert (summary.written, summary.duplicates, dict(summary.by_node)) == (3, 1, {"classify": 3})
     users = sorted(line["messages"][1]["content"] for line in lines)
-    assert users == sorted(f"Customer message:\n<<<\n{t}\n>>>" for t in (INVALID, LOWCONF, WRONG_LOW))
+    # The classify prompt: the message, then the shortlist of candidate labels.
+    assert [u.split("\n\nCandidate labels", 1)[0] for u in users] == sorted(f"Customer message:\n<<<\n{t}\n>>>" for t in (INVALID, LOWCONF, WRONG_LOW))
+    assert all("Candidate labels (most likely first):\n- " in u for u in users)
     for line in lines:
         system, user, assistant = line["messages"]
         assert set(line) == {"messages"}

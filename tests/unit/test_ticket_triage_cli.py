@@ -43,7 +43,7 @@ def test_run_prints_trace_final_answer_and_ledger(cli_env):
     done = tierflow(cli_env, "run", "ticket_triage", "--input", MESSAGE, "--thread", "t-ok")
     assert done.returncode == 0, done.stderr + done.stdout
     out = done.stdout
-    assert "classify" in out and "verifier pass" in out and "lost_or_stolen_card" in out
+    assert "classify" in out and "verified" in out and "lost_or_stolen_card" in out
     assert "Ledger (this run)" in out and "all on the frontier tier" in out
     [ticket] = tickets(cli_env)
     assert ticket.intent == "lost_or_stolen_card" and ticket.status == "drafted"

@@ -1,0 +1,88 @@
+"""The embedded provider's pure parts: the output bound a schema implies, the compact tool
+prompt, and the classifier's candidate shortlist and plausibility check."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agents.spec import PlanItem, StepInput
+from agents.workers import classifier, label_model
+from graphs.ticket_triage import TicketEntities
+from model_tiers.providers.embedded import max_output_chars, tool_call_schema, tools_prompt
+
+
+def _params(model: type[BaseModel]) -> dict:
+    return model.model_json_schema()
+
+
+def test_a_label_schema_is_bounded_by_its_longest_label() -> None:
+    schema = _params(label_model("L", ["a", "bbbbbbbbbb"]))
+    bound = max_output_chars(schema)
+    assert bound is not None
+    longest = json.dumps({"label": "bbbbbbbbbb", "confidence": 0.123456789012345678})
+    assert len(longest) <= bound < 200
+
+
+def test_strings_without_max_length_are_unbounded_and_with_one_bounded() -> None:
+    class Free(BaseModel):
+        text: str
+
+    class Capped(BaseModel):
+        text: str | None = Field(default=None, max_length=10)
+        n: int = 0
+        flags: list[bool] = Field(default_factory=list, max_length=3)
+        kind: Literal["x", "yy"] = "x"
+
+    assert max_output_chars(_params(Free)) is None
+    capped = max_output_chars(_params(Capped))
+    assert capped is not None
+    worst = json.dumps({"text": "a" * 10, "n": -10**18, "flags": [False] * 3, "kind": "yy"})
+    assert len(worst) <= capped
+    # The extract step's entities are bounded too, so a runaway string stops early.
+    entities = max_output_chars(_params(TicketEntities))
+    assert entities is not None and entities < 500
+
+
+def test_long_enums_are_not_spelled_out_in_the_tool_prompt() -> None:
+    labels = [f"label_{i}" for i in range(40)]
+    tool = {"type": "function", "function": {"name": "Pick", "description": "pick one", "parameters": _params(label_model("Pick", labels))}}
+    text = tools_prompt([tool], "Pick", False)
+    assert "label_39" not in text and "one of 40 allowed values" in text
+    # ...while the grammar's schema still lists every label.
+    assert "label_39" in json.dumps(tool_call_schema([tool], "Pick", False))
+
+
+def _input(request: str) -> StepInput:
+    return StepInput(request=request, results={}, item=PlanItem(id="0:c", step="c"), resources={})
+
+
+DESCRIPTIONS = {
+    "lost_card": "The customer lost their card or it was stolen.",
+    "card_arrival": "The customer's new card has not been delivered yet.",
+    "exchange_rate": "The customer asks which currency exchange rate applies.",
+    "top_up": "The customer wants to add money to the account balance.",
+    "other": "Not a banking request.",
+}
+
+
+def test_the_prompt_lists_the_most_similar_labels_first_and_names_the_fallback() -> None:
+    spec = classifier("c", labels=tuple(DESCRIPTIONS), instructions="x", descriptions=DESCRIPTIONS, shortlist=2, fallback_label="other")
+    assert spec.prompt is not None
+    text = spec.prompt(_input("I lost my card, someone stole it"))
+    listed = [line[2:].split(":", 1)[0] for line in text.splitlines() if line.startswith("- ")]
+    assert listed[0] == "lost_card" and len(listed) == 2 and "other" not in listed
+    assert "The customer lost their card" in text and "answer 'other'" in text
+
+
+def test_an_implausible_label_fails_a_soft_check_and_a_plausible_one_passes() -> None:
+    spec = classifier("c", labels=tuple(DESCRIPTIONS), instructions="x", descriptions=DESCRIPTIONS, plausible_rank=2)
+    check = next(c for c in spec.checks if c.soft)
+    model = spec.output_model
+    assert model is not None
+    inp = _input("My card was stolen yesterday, I lost it")
+    assert check(model(label="lost_card", confidence=0.9), inp) is None
+    reason = check(model(label="exchange_rate", confidence=0.9), inp)
+    assert reason is not None and "lost_card" in reason and "unlikely" in reason
