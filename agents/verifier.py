@@ -73,6 +73,18 @@ def _tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], servi
     return None
 
 
+def _normalised_call(spec: StepSpec, value: Mapping[str, Any], services: Any) -> Mapping[str, Any]:
+    """A tool call with its arguments as the tool's own schema reads them (an id written
+    without its prefix, say), so the domain checks judge, and the act node runs, what the
+    tool will receive. Called only once the arguments validated."""
+    tools = services.toolbox.tools if services.toolbox else {}
+    schema = getattr(tools.get(value.get("name")), "args_schema", None)
+    if spec.client_tools or not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        return value
+    args = schema.model_validate(value.get("args") or {}).model_dump(mode="json", exclude_unset=True)
+    return {**value, "args": args}
+
+
 def _judge(services: Any, spec: StepSpec, inp: StepInput, value: Any) -> tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]:
     """Optional LLM judge. Returns (failure reason, ledger usages, events)."""
     cfg = services.registry.config
@@ -164,6 +176,8 @@ def make_verifier_node(
             reason = f"{kind}: {proposal.get('error')}"
         elif spec.kind == StepKind.TOOL:
             reason = _tool_reason(spec, item, value, services, state)
+            if reason is None and value.get("name") is not None:
+                value = _normalised_call(spec, value, services)
         parsed: Any = value
         if reason is None and spec.output_model is not None:
             try:
@@ -203,7 +217,7 @@ def make_verifier_node(
         if reason is not None:
             return escalate(state, runtime, reason, soft=soft_failure, extra={"ledger": ledger, "events": events})
         if spec.executes_tools and value.get("name") is not None:
-            return Command(goto=ACT, update={"ledger": ledger, "events": events})
+            return Command(goto=ACT, update={"ledger": ledger, "events": events, "proposal": {**proposal, "value": value}})
         update: dict[str, Any] = {"ledger": ledger, "events": events, "attempt": None, "proposal": None}
         if spec.kind == StepKind.PLAN:
             update |= {"plan": [state["plan"][0], *plan_items(value["steps"], start=1)], "plan_source": "planner", "cursor": 1}

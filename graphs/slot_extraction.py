@@ -13,8 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from agents.fields import CopiedFields
 from agents.spec import Check, StepInput
 from agents.workers import default_plan, extractor
 from graphs.builder import Workflow, build_graph
@@ -33,14 +34,18 @@ _NUMBER_WORDS = {
 _NUMBER_WORDS.update({"a couple": 2, "couple": 2, "a dozen": 12, "dozen": 12, "thirty": 30, "forty": 40, "fifty": 50})
 
 
-class BookingSlots(BaseModel):
+# A slot is a few words of the message; the grammar enforces bounds up to 32 characters.
+SLOT_MAX_CHARS = 32
+
+
+class BookingSlots(CopiedFields):
     """Each slot copied exactly as written in the message, or null when it is not given."""
 
-    date: str | None = Field(default=None, description="the day of the booking as written, e.g. 'next Friday', '3rd May'")
-    time: str | None = Field(default=None, description="the time as written, e.g. '7pm', '19:30', 'noon'")
-    people: str | None = Field(default=None, description="the party size as written, e.g. '4', 'six people'")
-    first_name: str | None = Field(default=None, description="the guest's first name as written")
-    last_name: str | None = Field(default=None, description="the guest's last name as written")
+    date: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the day of the booking as written, e.g. 'next Friday', '3rd May'")
+    time: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the time as written, e.g. '7pm', '19:30', 'noon'")
+    people: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the party size as written, e.g. '4', 'six people'")
+    first_name: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the guest's first name as written")
+    last_name: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the guest's last name as written")
 
 
 def find_span(text: str, value: str) -> tuple[int, int] | None:
@@ -171,7 +176,9 @@ WORKFLOW = Workflow(
             schema=BookingSlots,
             instructions=(
                 "You read restaurant booking requests. Copy each slot (date, time, people, first_name, "
-                "last_name) exactly as it is written in the message. A slot the message does not give is null."
+                "last_name) exactly as it is written in the message. A slot the message does not give is null.\n"
+                "Example: 'A table for two on Sunday at 8pm please, I am Tom Lee' -> "
+                '{"date": "Sunday", "time": "8pm", "people": "two", "first_name": "Tom", "last_name": "Lee"}'
             ),
             checks=(
                 Check("every value is a span of the message", _spans_of_message),

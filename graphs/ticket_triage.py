@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
+from agents.fields import CopiedFields
 from agents.spec import Check, StepInput
 from agents.workers import action, classifier, default_plan, extractor, responder
 from graphs.banking77_intents import INTENT_DESCRIPTIONS, OUT_OF_SCOPE
@@ -28,7 +29,6 @@ SNIPPET_TAGS = ("S1", "S2", "S3", "S4")
 # An entity is a few words copied from the message. The grammar enforces this bound (it
 # takes repetition bounds up to 32), so a small model cannot ramble inside one string.
 ENTITY_MAX_CHARS = 32
-NULL_WORDS = frozenset({"", "null", "none", "n/a", "unknown"})
 # The classify prompt offers the most similar intents (the gold intent is among the top 5
 # for 88% of visible Banking77 messages; with 5 rather than 10 listed, Qwen2.5-1.5B got 19
 # rather than 11 of 30 visible messages right). A label that is not the most similar one
@@ -44,19 +44,8 @@ def intent_labels() -> tuple[str, ...]:
     return tuple(INTENT_DESCRIPTIONS)
 
 
-class TicketEntities(BaseModel):
+class TicketEntities(CopiedFields):
     """What the message says, copied as written; absent when the message does not say it."""
-
-    # Every field is required in the JSON schema a model answers under (null when absent),
-    # so a small model states each one instead of skipping to the first it notices; values
-    # validate with their defaults, so a human may give only some.
-    model_config = ConfigDict(json_schema_extra={"required": ["amount", "currency", "card", "date", "merchant"]})
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _null_words_are_absent(cls, value: Any) -> Any:
-        # Small models write null as a string ("null", "none") under a string grammar.
-        return None if isinstance(value, str) and value.strip().casefold() in NULL_WORDS else value
 
     amount: str | None = Field(default=None, max_length=ENTITY_MAX_CHARS, description="money amount as written, e.g. 50 or 12.99")
     currency: str | None = Field(default=None, max_length=ENTITY_MAX_CHARS, description="currency code or symbol as written, e.g. EUR or £")

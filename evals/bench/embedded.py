@@ -2,10 +2,14 @@
 
 Figures, printed as a table (and written as JSON with `--out`):
 
-* model load time of both embedded models (median of 3 fresh loads, warm page cache);
-* decode speed (tokens/s after the first token) of both models on free text;
+* model load time of the three embedded models (median of 3 fresh loads, warm page cache);
+* decode speed (tokens/s after the first token) of each on free text;
 * latency p50/p95 of the `slm` tier classifying a ~60-token support ticket into a
-  JSON-schema label, through `TierRegistry.call` (what an agent step pays);
+  JSON-schema label, through `TierRegistry.call` (what an agent step pays), and the same
+  call made straight through llama-cpp-python on the same engine and thread, with the chat
+  the tier sends and with the bare chat: the ratios are tierflow's per-call overhead;
+* slm and frontier calls from 4 threads at once, queued on the process's one inference
+  thread versus run from the calling threads (the OpenMP contention it removes);
 * the same structured call through `python -m llama_cpp.server` over HTTP (the `openai`
   provider, `function_calling`), and its latency ratio to the in-process call;
 * peak RSS of this process (both models loaded) and of the server process;

@@ -8,9 +8,10 @@ the wording of tau2's retail policy.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from tools.retail.errors import RetailToolError
 
@@ -37,8 +38,18 @@ __all__ = [
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 UserId = Annotated[str, Field(min_length=1, description="The user id, such as 'sara_doe_496'.")]
+def _order_id_with_hash(value: Any) -> Any:
+    # Both embedded models wrote "#W5918442" as "W5918442" on every attempt; the id is the
+    # same, so the tool reads it with its prefix rather than calling it unknown.
+    if isinstance(value, str) and re.fullmatch(r"W\d{7}", value.strip()):
+        return f"#{value.strip()}"
+    return value
+
+
 OrderId = Annotated[
-    str, Field(min_length=1, description="The order id, such as '#W0000000'. Be careful there is a '#' symbol at the beginning.")
+    str,
+    BeforeValidator(_order_id_with_hash),
+    Field(min_length=1, description="The order id, such as '#W0000000'. Be careful there is a '#' symbol at the beginning."),
 ]
 ItemId = Annotated[str, Field(min_length=1, description="An item (variant) id, such as '6086499569'.")]
 PaymentMethodId = Annotated[
