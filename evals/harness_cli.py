@@ -35,9 +35,10 @@ def _pct(value: float | None) -> str:
 def _summary_table(report: EvalReport) -> Table:
     table = Table(
         title=f"{report.graph} / {report.suite}: {report.sample.get('cases')} cases; quality = {report.primary} [95% CI]",
-        caption="vs AF: cost per case relative to all-frontier; top: share of calls on the top tier",
+        caption="vs AF: cost per case relative to all-frontier; top: share of calls on the top tier; "
+        "esc. ok: escalated graded steps the higher tier got right",
     )
-    for column in ("policy", "quality", "$/case", "vs AF", "top", "p50/p95 s", "escalated", "human", "errors"):
+    for column in ("policy", "quality", "$/case", "vs AF", "top", "p50/p95 s", "escalated", "esc. ok", "human", "errors"):
         table.add_column(column, justify="right")
     for p in report.policies:
         q = p.quality[report.primary]
@@ -47,7 +48,9 @@ def _summary_table(report: EvalReport) -> Table:
             p.policy, quality,
             "n/a" if p.cost_usd_per_case is None else f"{p.cost_usd_per_case:.2g}",
             _pct(p.cost_vs_all_frontier), _pct(p.frontier_call_share), latency,
-            _pct(p.escalation_rate.value), _pct(p.human_rate.value), _pct(p.error_rate.value),
+            _pct(p.escalation_rate.value),
+            "n/a" if p.escalation_success is None else f"{_pct(p.escalation_success.value)} of {p.escalation_success.n}",
+            _pct(p.human_rate.value), _pct(p.error_rate.value),
         )
     return table
 

@@ -51,6 +51,8 @@ DEFINITIONS: tuple[str, ...] = (
     "Latency: p50/p95 of each case's wall time (linear interpolation); with more concurrent cases than a tier's "
     "max_concurrency it includes waiting for the model. Model time is the ledger's summed call latency per case.",
     "Escalation rate: share of cases in which at least one step moved up the ladder (escalate or fault fallback).",
+    "Escalation success: of the graded steps that moved up the ladder, the share whose final candidate on the "
+    "higher tier passed the verifier and was right (Wilson 95% interval); n/a without ground truth for the step.",
     "Verifier precision/recall: for each plan item and tier, the first candidate on that tier; positive = the "
     "verifier failed it (predicted wrong). Precision = wrong among failed; recall = failed among wrong. Ground truth "
     "is the suite's per-step truth (e.g. the classifier's label vs the gold label); n/a when a class is empty.",
@@ -104,6 +106,7 @@ class PolicyMetrics(BaseModel):
     model_latency_p50_s: float | None
     model_latency_p95_s: float | None
     escalation_rate: Estimate
+    escalation_success: Estimate | None = None
     human_rate: Estimate
     error_rate: Estimate
     verifier: list[VerifierScore]
@@ -227,11 +230,23 @@ def policy_metrics(
         model_latency_p50_s=percentile(model_times, 50),
         model_latency_p95_s=percentile(model_times, 95),
         escalation_rate=proportion(sum(1 for r in records if r.escalations > 0), n),
+        escalation_success=_escalation_success(records),
         human_rate=proportion(statuses.get("needs_human", 0), n),
         error_rate=proportion(statuses.get("error", 0), n),
         verifier=_verifier(suite, records),
         ledger=_ledger_rows(records),
     )
+
+
+def _escalation_success(records: Sequence[CaseRecord]) -> Estimate | None:
+    """Graded steps that ran on more than one tier: how many ended right on the higher one."""
+    escalated = [
+        s.attempts for r in records for s in r.steps
+        if len({a.tier for a in s.attempts if a.tier}) > 1 and any(a.correct is not None for a in s.attempts)
+    ]
+    if not escalated:
+        return None
+    return proportion(sum(1 for attempts in escalated if attempts[-1].verdict == "pass" and attempts[-1].correct), len(escalated))
 
 
 def build_report(
@@ -314,8 +329,8 @@ def render_markdown(report: EvalReport) -> str:
         "## Policies",
         "",
         "| policy | cases | " + " | ".join(f"{n} (95% CI)" for n in names)
-        + " | cost $ | $/case | vs all-frontier | frontier calls | p50 s | p95 s | model p50 s | escalated | human | errors |",
-        "|---" * (len(names) + 13) + "|",
+        + " | cost $ | $/case | vs all-frontier | frontier calls | p50 s | p95 s | model p50 s | escalated | escalation success | human | errors |",
+        "|---" * (len(names) + 14) + "|",
     ]
     for p in report.policies:
         missing = f" ({p.missing} missing)" if p.missing else ""
@@ -323,7 +338,8 @@ def render_markdown(report: EvalReport) -> str:
             f"| {p.policy} | {p.cases}{missing} | " + " | ".join(_est(p.quality[n]) for n in names)
             + f" | {p.cost_usd_total:.6f} | {_num(p.cost_usd_per_case, 6)} | {_pct(p.cost_vs_all_frontier)}"
             f" | {_pct(p.frontier_call_share)} ({p.frontier_calls}/{p.calls}) | {_num(p.latency_p50_s)} | {_num(p.latency_p95_s)}"
-            f" | {_num(p.model_latency_p50_s)} | {_pct(p.escalation_rate.value)} | {_pct(p.human_rate.value)} | {_pct(p.error_rate.value)} |"
+            f" | {_num(p.model_latency_p50_s)} | {_pct(p.escalation_rate.value)} | {_est(p.escalation_success) if p.escalation_success else 'n/a'}"
+            f" | {_pct(p.human_rate.value)} | {_pct(p.error_rate.value)} |"
         )
     lines += ["", "## Verifier precision / recall (first candidate per tier; positive = verifier failed it)", ""]
     rows = [(p.policy, v) for p in report.policies for v in p.verifier]

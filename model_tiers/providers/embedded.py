@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,19 +92,11 @@ def _inference_thread() -> ThreadPoolExecutor:
         return _INFERENCE
 
 
-def run_inference(fn: Callable[[], T], *, timeout_s: float | None = None, cancel: threading.Event | None = None) -> T:
-    """Run `fn` on the inference thread; past `timeout_s` (queueing included) raise
-    `EmbeddedTimeout` and set `cancel`, which a decode loop checks between tokens."""
+def run_inference(fn: Callable[[], T]) -> T:
+    """Run `fn` on the process's inference thread and wait for its result."""
     if threading.current_thread().name.startswith("tierflow-llama"):
         return fn()  # already on it (an engine loading inside a call)
-    future = _inference_thread().submit(fn)
-    try:
-        return future.result(timeout=timeout_s)
-    except FutureTimeout:
-        if cancel is not None:
-            cancel.set()
-        future.cancel()
-        raise EmbeddedTimeout(f"the embedded call ran past timeout_s={timeout_s:g}") from None
+    return _inference_thread().submit(fn).result()
 
 
 class EmbeddedEngine:
@@ -163,20 +154,26 @@ class EmbeddedEngine:
     ) -> dict[str, Any]:
         """One chat completion (OpenAI-shaped dict), grammar-constrained when a schema is given.
 
-        It runs on the process's inference thread and raises `EmbeddedTimeout` past
-        `timeout_s`. With `on_text`, every text delta is passed to it as it is decoded
-        (servers stream it); the return value is the same.
+        It runs on the process's inference thread. `timeout_s` counts from the moment the
+        call starts there (time queued behind other calls of this process is not the
+        model's: with an eval's concurrent cases it made SmolLM2 calls time out); a decode
+        past it stops at its next token and raises `EmbeddedTimeout`. With `on_text`, every
+        text delta is passed to it as it is decoded (servers stream it); the return value
+        is the same.
         """
         if self.fold_system:
             messages = _fold_system(messages)
         grammar = _grammar(json.dumps(json_schema, sort_keys=True)) if json_schema else None
-        cancel = threading.Event()
 
         def run() -> dict[str, Any]:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
             with self._lock:
-                return self._decode(messages, grammar, max_tokens, temperature, stop, on_text, cancel)
+                return self._decode(messages, grammar, max_tokens, temperature, stop, on_text, deadline)
 
-        return run_inference(run, timeout_s=timeout_s, cancel=cancel)
+        completion = run_inference(run)
+        if completion["choices"][0]["finish_reason"] == "timeout":
+            raise EmbeddedTimeout(f"the embedded call ran past timeout_s={timeout_s:g}")
+        return completion
 
     def _decode(
         self,
@@ -186,7 +183,7 @@ class EmbeddedEngine:
         temperature: float,
         stop: list[str] | None,
         on_text: Callable[[str], None] | None,
-        cancel: threading.Event,
+        deadline: float | None,
     ) -> dict[str, Any]:
         # Called with the lock held, on the inference thread. Always streamed, so a call
         # past its deadline stops at the next token instead of running to max_tokens.
@@ -227,7 +224,7 @@ class EmbeddedEngine:
                         on_text(delta)
                     except Exception as err:  # re-raised below, once the decode is over
                         callback_error = err
-            if cancel.is_set():
+            if deadline is not None and time.monotonic() > deadline:
                 finish_reason = "timeout"
                 chunks.close()  # type: ignore[union-attr]
                 break

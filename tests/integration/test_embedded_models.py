@@ -112,14 +112,14 @@ def test_concurrent_calls_share_one_engine(monkeypatch: pytest.MonkeyPatch, make
 
 
 def test_a_call_past_timeout_s_is_a_fault_and_the_engine_stays_usable(make_tier_config: Any) -> None:
-    """timeout_s holds for in-process calls too: the call raises TierUnreachable (the ladder
-    falls back), the decode stops at its next token, and the next call works."""
+    """timeout_s holds for in-process calls too: the decode stops at its first token past
+    it and the call raises TierUnreachable (the ladder falls back); the next call works."""
     registry = TierRegistry(make_tier_config(embedded_tier("qwen2.5-coder-1.5b-instruct", timeout_s=0.5, max_output_tokens=200)))
     long_prompt = [HumanMessage("Write a long story about a lighthouse keeper. " * 20)]
     started = time.perf_counter()
     with pytest.raises(TierUnreachable, match="timeout_s=0.5"):
         registry.call("local", long_prompt)
-    assert time.perf_counter() - started < 5.0
+    assert time.perf_counter() - started < 10.0  # the prompt's evaluation, then one token
     patient = TierRegistry(make_tier_config(embedded_tier("qwen2.5-coder-1.5b-instruct", max_output_tokens=8)))
     reply = patient.call("local", [HumanMessage("Say hi.")])
     assert reply.usage.output_tokens > 0

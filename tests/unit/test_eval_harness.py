@@ -188,6 +188,10 @@ def test_outcomes_escalations_and_human_handoffs(smoke):
     assert report.policy("all-slm").escalation_rate.successes == 0
     assert report.policy("tiered").escalation_rate.successes == 2
     assert report.policy("tiered-conf0.80").escalation_rate.successes == 4
+    # Escalated classify steps: INVALID is fixed by the frontier, HOPELESS is not.
+    success = report.policy("tiered").escalation_success
+    assert success is not None and (success.successes, success.n) == (1, 2)
+    assert report.policy("all-slm").escalation_success is None
     hopeless = by_text(smoke, "tiered")[HOPELESS]
     assert hopeless.status == "needs_human"
     assert hopeless.interrupt["type"] == "human_review" and hopeless.interrupt["step"] == "classify"

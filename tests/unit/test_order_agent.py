@@ -116,6 +116,25 @@ def test_simple_cancel_follows_the_default_plan_and_writes_after_a_yes(db: Retai
     assert "cancel_pending_order" in change_prompt and "Make the change the customer asks for" in change_prompt
 
 
+def test_an_order_id_written_without_its_hash_is_checked_and_run_as_the_tool_reads_it(db: RetailDB, source: Source) -> None:
+    """The models drop the '#' of '#W0000000': the tool's schema reads the id with it, and
+    the verifier's checks, the confirmation and the write all see that reading."""
+    order = pick(orders(source, "pending"), "pending order")
+    oid, email = order["order_id"], email_of(source, order)
+    bare = oid.lstrip("#")
+    reg, _, top = order_registry(
+        {"identify": [identify(email)], "inspect": [get_order(bare)], "change": [cancel(bare)],
+         "reply": [reply(f"Your order {oid} is cancelled.")]}, {})
+    graph = compile_agent(db, reg)
+    out = graph.invoke({"request": cancel_request(email, oid)}, config())
+    assert out["__interrupt__"][0].value["action"] == {"name": "cancel_pending_order", "args": {"order_id": oid, "reason": "no longer needed"}}
+    out = graph.invoke(Command(resume="yes"), config())
+    assert out["status"] == "done" and not top.calls
+    assert {(u["tier"], u["verdict"]) for u in out["ledger"]} == {("slm", "pass")}
+    assert [a["args"]["order_id"] for a in out["final"]["actions"][1:]] == [oid, oid]
+    assert order_status(db, oid)["status"] == "cancelled"
+
+
 def test_wrong_product_in_an_exchange_is_caught_and_escalated_to_the_frontier(db: RetailDB, source: Source) -> None:
     order, item, variant = swap_case(source, "delivered")
     oid, email, pm = order["order_id"], email_of(source, order), paid_by(order)
