@@ -10,11 +10,12 @@ defaults, so a human's edit may give only some fields. A null written as a word 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-__all__ = ["CopiedFields", "NULL_WORDS"]
+__all__ = ["CopiedFields", "NULL_WORDS", "repeated_value"]
 
 NULL_WORDS = frozenset({"", "null", "none", "n/a", "unknown"})
 
@@ -30,3 +31,21 @@ class CopiedFields(BaseModel):
     @classmethod
     def _null_words_are_absent(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().casefold() in NULL_WORDS else value
+
+
+def repeated_value(values: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(field, earlier field, text) for the first text given to two different fields.
+
+    Small models fill several fields with one value from the input (card = currency =
+    "EUR"; from_currency = to_currency = "250"): a text that answers two different fields
+    answers at most one of them.
+    """
+    seen: dict[str, str] = {}
+    for name, value in values.items():
+        if not isinstance(value, str) or not value.strip():
+            continue
+        key = value.strip().casefold()
+        if key in seen:
+            return name, seen[key], value
+        seen[key] = name
+    return None

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from agents.fields import repeated_value
 from agents.spec import Check, StepInput
 from agents.workers import default_plan, tool_caller
 from graphs.builder import Workflow, build_graph
@@ -170,15 +171,11 @@ def _arguments_are_distinct(value: Mapping[str, Any], inp: StepInput) -> str | N
     # to_currency = "250" for "250 EUR in USD"); two arguments with one text rarely both fit:
     # none of the 600 visible BFCL simple_python / multiple gold calls has two.
     del inp
-    seen: dict[str, str] = {}
-    for name, arg in (value.get("args") or {}).items() if value.get("name") is not None else ():
-        if not isinstance(arg, str) or not arg.strip():
-            continue
-        key = arg.strip().casefold()
-        if key in seen:
-            return f"'{name}' and '{seen[key]}' have the same value {arg!r}; give each argument its own value from the request"
-        seen[key] = name
-    return None
+    repeat = repeated_value(value.get("args") or {}) if value.get("name") is not None else None
+    if repeat is None:
+        return None
+    name, earlier, text = repeat
+    return f"'{name}' and '{earlier}' have the same value {text!r}; give each argument its own value from the request"
 
 
 def _finalize(state: Mapping[str, Any], resources: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agents.fields import CopiedFields
+from agents.fields import CopiedFields, repeated_value
 from agents.spec import Check, StepInput
 from agents.workers import action, classifier, default_plan, extractor, responder
 from graphs.banking77_intents import INTENT_DESCRIPTIONS, OUT_OF_SCOPE
@@ -104,17 +104,12 @@ def _not_an_echo(value: DraftReply, inp: StepInput) -> str | None:
 
 
 def _one_field_per_value(value: TicketEntities, _: StepInput) -> str | None:
-    # Qwen2.5-1.5B filled `card` with the currency or the merchant; a value that answers two
-    # different fields answers at most one of them.
-    seen: dict[str, str] = {}
-    for name, text in value.model_dump().items():
-        if text is None:
-            continue
-        key = text.strip().casefold()
-        if key in seen:
-            return f"{name}='{text}' repeats {seen[key]}; give {name} only if the message states it separately, else null"
-        seen[key] = name
-    return None
+    # Qwen2.5-1.5B filled `card` with the currency or the merchant.
+    repeat = repeated_value(value.model_dump())
+    if repeat is None:
+        return None
+    name, earlier, text = repeat
+    return f"{name}='{text}' repeats {earlier}; give {name} only if the message states it separately, else null"
 
 
 def _file(inp: StepInput) -> dict[str, Any]:

@@ -86,3 +86,17 @@ def test_an_implausible_label_fails_a_soft_check_and_a_plausible_one_passes() ->
     assert check(model(label="lost_card", confidence=0.9), inp) is None
     reason = check(model(label="exchange_rate", confidence=0.9), inp)
     assert reason is not None and "lost_card" in reason and "unlikely" in reason
+
+
+def test_copied_fields_require_every_field_in_the_schema_and_read_null_words_as_absent() -> None:
+    from agents.fields import CopiedFields, repeated_value
+
+    class Slots(CopiedFields):
+        day: str | None = None
+        name: str | None = None
+
+    assert Slots.model_json_schema()["required"] == ["day", "name"]
+    assert Slots.model_validate({"day": "null", "name": " None "}) == Slots()
+    assert Slots.model_validate({}) == Slots()  # a human may give only some fields
+    assert repeated_value({"a": "EUR", "b": None, "c": " eur"}) == ("c", "a", " eur")
+    assert repeated_value({"a": "EUR", "b": "USD", "n": 250}) is None
