@@ -386,7 +386,11 @@ def plot_cost_quality(report: EvalReport, path: Path) -> Path:
         q = p.quality.get(report.primary)
         if q is None or q.value is None or p.cost_usd_per_case is None:
             continue
-        below, above = q.value - (q.low or q.value), (q.high or q.value) - q.value
+        # A bootstrap interval need not contain its point estimate (all policies at 0% gave
+        # a low above it): error bars are clipped at zero rather than crash the report.
+        low = q.value if q.low is None else q.low
+        high = q.value if q.high is None else q.high
+        below, above = max(0.0, q.value - low), max(0.0, high - q.value)
         axes.errorbar([p.cost_usd_per_case], [q.value], yerr=[[below], [above]], fmt="o", capsize=4)
         axes.annotate(p.policy, (p.cost_usd_per_case, q.value), textcoords="offset points", xytext=(6, 6), fontsize=8)
     axes.set_xlabel("cost per case (USD, at the tiers' prices)")

@@ -450,3 +450,15 @@ def test_clinc150_suite_is_balanced_and_grades_scope_routing():
     assert results(human, in_case)["in_scope_kept"] is False
     [balanced] = CLINC150.aggregates
     assert balanced.compute([(oos_case, other), (oos_case, banking), (in_case, banking)]) == pytest.approx(0.75)
+
+
+def test_the_plot_takes_an_interval_that_does_not_contain_its_estimate(smoke, tmp_path):
+    """A bootstrap interval may lie above its point estimate (every policy at 0%)."""
+    from evals.harness.report import plot_cost_quality
+    from evals.harness.stats import Estimate
+
+    report = smoke.report
+    odd = Estimate(value=0.0, low=0.02, high=0.1, n=3, method="bootstrap")
+    policies = [p.model_copy(update={"quality": {**p.quality, report.primary: odd}}) for p in report.policies]
+    path = plot_cost_quality(report.model_copy(update={"policies": policies}), tmp_path / "plot.png")
+    assert path.stat().st_size > 1000
