@@ -118,3 +118,15 @@ def test_ingest_command_builds_the_knowledge_base(cli_env, tmp_path):
     assert kb.count() > 50 and kb.search("I lost my card", k=1)
     missing = tierflow(cli_env, "ingest", "--docs", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_answers_take_bare_words_or_json_and_anything_else_is_a_clear_error():
+    from graphs.cli import parse_answer
+    from model_tiers import ConfigError
+
+    assert parse_answer("approve") == {"action": "approve"}
+    assert parse_answer(" Reject ") == {"action": "reject"}
+    assert parse_answer("yes") == "yes" and parse_answer("n") == "no"
+    assert parse_answer('{"action": "edit", "value": {"amount": "12"}}') == {"action": "edit", "value": {"amount": "12"}}
+    with pytest.raises(ConfigError, match=r"--answer: the answer '\{bad json' is neither a known word nor JSON .*approve, reject, yes, no"):
+        parse_answer("{bad json")
