@@ -71,6 +71,23 @@ def resolve_model_path(model: str) -> tuple[Path, str | None, bool]:
     return path, None, False
 
 
+# GNU OpenMP's workers spin for GOMP_SPINCOUNT iterations (300,000 by default) before they
+# sleep. Under another process's load on 2 cores that spinning collapsed a 0.5 s SmolLM2
+# call to 1.2-17.6 s; with 10,000 it stayed at 0.5 s (evals/bench/openmp.py). libgomp reads
+# the variable once, when llama.cpp's library loads, so it is set before the first import;
+# a value the user set wins.
+GOMP_SPINCOUNT = "10000"
+
+
+def _llama_cpp() -> Any:
+    os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingDependency("llama-cpp-python", extra="embedded", purpose="embedded models") from None
+    return llama_cpp
+
+
 class EmbeddedTimeout(TimeoutError):
     """An embedded call ran past its tier's `timeout_s` (a fault: the next tier takes over)."""
 
@@ -105,10 +122,7 @@ class EmbeddedEngine:
     def __init__(
         self, model: str, *, n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0
     ) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise MissingDependency("llama-cpp-python", extra="embedded", purpose="embedded models") from None
+        Llama = _llama_cpp().Llama
         path, chat_format, fold = resolve_model_path(model)
         self.model = model
         self.path = path
@@ -187,7 +201,7 @@ class EmbeddedEngine:
     ) -> dict[str, Any]:
         # Called with the lock held, on the inference thread. Always streamed, so a call
         # past its deadline stops at the next token instead of running to max_tokens.
-        from llama_cpp import LogitsProcessorList
+        LogitsProcessorList = _llama_cpp().LogitsProcessorList
 
         # llama.cpp streams no usage. The prompt length is the context length at the first
         # sampling step; the context ends holding prompt + every generated token except the
@@ -256,7 +270,7 @@ class EmbeddedEngine:
 
 @lru_cache(maxsize=256)
 def _grammar(schema_json: str) -> Any:
-    from llama_cpp import LlamaGrammar
+    LlamaGrammar = _llama_cpp().LlamaGrammar
 
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
