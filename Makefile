@@ -25,8 +25,11 @@ test: setup
 	dsn="$${TIERFLOW_TEST_PG_DSN:-}"; [ -n "$$dsn" ] || dsn="$$(.ci/postgres.sh)" || exit 1; \
 	TIERFLOW_TEST_PG_DSN="$$dsn" $(PY) -m pytest -q -rs
 
+# Figures print as tables; each module's docstring says what it measures.
 bench: setup
 	$(PY) -m evals.bench.embedded
+	$(PY) -m evals.bench.openmp
+	$(PY) -m evals.bench.triage_messages
 
 doctor: setup
 	$(VENV)/bin/tierflow doctor
