@@ -1,9 +1,11 @@
 """The embedded provider: real GGUF models run in-process by llama-cpp-python.
 
-One `EmbeddedEngine` per model file per process, created on first use and shared by every
-chat model that names it; a lock serialises calls because a llama.cpp context is not
-thread-safe. Structured output and tool calls are decoded under a JSON-schema grammar, so
-what comes back always parses; whether it is *right* is the verifier's job.
+One `EmbeddedEngine` per model file per process, created on first use (after its file's
+SHA-256 check, `model_files`) and shared by every chat model that names it. Every load and
+decode of the process runs on one inference thread, one at a time (see `run_inference`),
+and honours the tier's `timeout_s`. Structured output and tool calls are decoded under a
+JSON-schema grammar, capped at the longest reply the schema admits, so what comes back
+parses unless it was cut off; whether it is *right* is the verifier's job.
 """
 
 from __future__ import annotations
