@@ -4,7 +4,6 @@ Qwen2.5-Coder-1.5B as frontier). Asserts schema validity and invariants, not qua
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
