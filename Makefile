@@ -10,9 +10,12 @@ PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA
 
 setup: $(VENV)/.installed
 
+# torch goes in first, at the one version that installs as a CPU build (any other, or an
+# unpinned torch, pulls a CUDA build of several GB); the finetune extra then accepts it.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
 	CMAKE_ARGS="$(PORTABLE_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
@@ -30,6 +33,7 @@ bench: setup
 	$(PY) -m evals.bench.embedded
 	$(PY) -m evals.bench.openmp
 	$(PY) -m evals.bench.triage_messages
+	$(PY) -m evals.bench.finetune
 
 doctor: setup
 	$(VENV)/bin/tierflow doctor

@@ -173,6 +173,8 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
             return stop
         att["tier"] = tier
         base["tier"] = tier
+        if cfg.tier(tier).prompt == "compact":
+            messages = step_messages(spec, inp, feedback, compact=True)
         try:
             if spec.kind == StepKind.TOOL:
                 choice = item.tool or ("auto" if spec.may_decline else "any")

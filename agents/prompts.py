@@ -28,17 +28,23 @@ def user_prompt(spec: StepSpec, inp: StepInput) -> str:
     return "\n\n".join(parts)
 
 
-def step_messages(spec: StepSpec, inp: StepInput, feedback: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
+def step_messages(
+    spec: StepSpec, inp: StepInput, feedback: Sequence[Mapping[str, Any]], *, compact: bool = False
+) -> list[BaseMessage]:
     """System instructions, the step's prompt, then the rejected answers and why.
+
+    With `compact` (the tier declares `prompt = "compact"`) a step that has a compact
+    prompt sends it alone, as one user turn; fine-tuning trains on the same messages.
 
     The rejected answers are quoted in one user turn, not replayed as the model's own
     turns: given them as its own earlier answers, Qwen2.5-1.5B repeated a rejected value
     word for word on every retry of the sample ticket.
     """
-    messages: list[BaseMessage] = [
-        SystemMessage(f"{spec.instructions}\n\n{_DATA_RULE}".strip()),
-        HumanMessage(user_prompt(spec, inp)),
-    ]
+    messages: list[BaseMessage]
+    if compact and spec.compact_prompt is not None:
+        messages = [HumanMessage(spec.compact_prompt(inp))]
+    else:
+        messages = [SystemMessage(f"{spec.instructions}\n\n{_DATA_RULE}".strip()), HumanMessage(user_prompt(spec, inp))]
     if feedback:
         lines = ["These answers were rejected:"]
         for fb in feedback:

@@ -122,6 +122,9 @@ class StepSpec:
     client_tools: bool = False
     # Tool steps: answering without any call is a valid outcome (tool_choice "auto").
     may_decline: bool = False
+    # The whole prompt (one user turn) a tier declared `prompt = "compact"` is sent: such a
+    # tier was fine-tuned on this step, so the candidates and schema need not be spelled out.
+    compact_prompt: Callable[[StepInput], str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind == StepKind.ACTION and self.run is None:

@@ -188,7 +188,12 @@ def make_verifier_node(
         soft_failure = False
         tier = proposal.get("tier")
         soft_checks = any(c.soft for c in spec.checks)
-        can_climb = soft_checks and tier is not None and has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier)
+        can_climb = (
+            soft_checks
+            and tier is not None
+            and cfg.tier(tier).soft_checks
+            and has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier)
+        )
         for check in spec.checks if reason is None else ():
             try:
                 problem = check(parsed, inp)
@@ -210,7 +215,7 @@ def make_verifier_node(
         judge_entries = [{**u, "run_id": state.get("run_id"), "step": item.id, "attempt": proposal.get("attempt", 0)} for u in usages]
         ledger = _ledger_entry(proposal, spec, state, verdict, reason) + judge_entries
         verdict_event = {"type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"), "verdict": verdict, "reason": reason}
-        if warnings:  # soft checks that objected on the top tier: recorded, not enforced
+        if warnings:  # soft checks that objected where no second opinion is asked: recorded, not enforced
             verdict_event["warnings"] = warnings
         emit(runtime, verdict_event)
         events.append(verdict_event)

@@ -67,6 +67,11 @@ def planner(
     )
 
 
+def fenced_request(inp: StepInput) -> str:
+    """The compact prompt of a step that reads only the request: the request, fenced as data."""
+    return f"Customer message:\n<<<\n{inp.request}\n>>>"
+
+
 def label_model(name: str, labels: Sequence[str]) -> type[BaseModel]:
     """A schema whose `label` is one of `labels` (an enum the grammar enforces) plus a confidence."""
     if not labels:
@@ -146,6 +151,9 @@ def classifier(
         checks=(Check("label in set", in_set), *extra, *checks),
         local_only=local_only,
         confidence_field="confidence",
+        # A tier fine-tuned on this step needs neither the instructions nor the candidates:
+        # the fenced message alone is about 45 tokens, against about 300 with a shortlist of 5.
+        compact_prompt=fenced_request,
     )
 
 
@@ -179,8 +187,13 @@ def extractor(
     checks: Iterable[Check] = (),
     grounded_fields: Sequence[str] = (),
     local_only: bool = False,
+    compact_prompt: Callable[[StepInput], str] | None = None,
 ) -> StepSpec:
-    """Fields of a pydantic schema, out of the input (role `extract`)."""
+    """Fields of a pydantic schema, out of the input (role `extract`).
+
+    On a tier fine-tuned on compact prompts it sends `compact_prompt`, by default its own
+    `prompt` or, without one, the fenced request alone (no instructions, no schema listing).
+    """
     extra = (grounded_in_request(*grounded_fields),) if grounded_fields else ()
     return StepSpec(
         name=name,
@@ -191,6 +204,7 @@ def extractor(
         prompt=prompt,
         checks=(*extra, *checks),
         local_only=local_only,
+        compact_prompt=compact_prompt or prompt or fenced_request,
     )
 
 

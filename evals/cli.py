@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from evals import harness_cli
+from evals import finetune_cli, harness_cli
 from graphs import cli as graphs_cli
 from model_tiers import cli as model_tiers_cli
 from model_tiers.errors import TierflowError
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_tiers_cli.register(sub)
     graphs_cli.register(sub)
     harness_cli.register(sub)
+    finetune_cli.register(sub)
     return parser
 
 

@@ -6,7 +6,9 @@ chat-format JSONL is written::
 
     {"messages": [{"role": "system", ...}, {"role": "user", ...}, {"role": "assistant", ...}]}
 
-The system and user turns are the step's prompt exactly as the step sent it on its first
+Each line's `metadata` names its step; a structured step's line carries its output schema
+as `response_format` (what the grammar constrains the answer to). The system and user
+turns are the step's prompt exactly as the step sent it on its first
 attempt (the eval records capture it from the model call); the assistant turn is the top
 tier's accepted answer: the structured output as JSON text, or for a tool step an OpenAI
 ``tool_calls`` entry (and the line also carries the ``tools`` the step offered).
@@ -20,14 +22,25 @@ Identical lines (e.g. the same case under two tiered policies) are written once.
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from agents.prompts import step_messages
+from agents.spec import PlanItem, StepInput, StepSpec
+from evals.datasets import Case
+from evals.datasets.cases import sample_rank
 from evals.harness.records import AttemptTrace, CaseRecord, ResultStore, RunFolderError, StepTrace
+from evals.harness.suite import Suite
+from graphs.catalog import load_graph_module
+from model_tiers.errors import TierflowError
+from model_tiers.finetune.data import TrainingDataError, TrainingExample
 
-__all__ = ["ExportSummary", "finetune_lines", "export_finetune"]
+__all__ = ["ExportSummary", "finetune_lines", "export_finetune", "stratified_split", "step_of", "step_examples"]
 
 
 @dataclass
@@ -55,8 +68,31 @@ def _known_correct(record: CaseRecord, accepted: AttemptTrace) -> bool:
     return bool(graded) and all(e.passed for e in graded)
 
 
+def _response_format(graph: str | None, node: str) -> dict[str, Any] | None:
+    """The structured step's output schema as OpenAI's `response_format` (None if unknown)."""
+    if graph is None:
+        return None
+    try:
+        spec = step_of(graph, node)
+    except TierflowError:
+        return None  # a graph renamed or removed since the run: the line still trains a full-prompt tier
+    if spec.output_model is None:
+        return None
+    function = convert_to_openai_tool(spec.output_model)["function"]
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": function["name"], "description": function.get("description", ""), "schema": function["parameters"]},
+    }
+
+
 def finetune_lines(
-    records: list[CaseRecord], *, cheapest: str, top: str, require_correct: bool, summary: ExportSummary
+    records: list[CaseRecord],
+    *,
+    cheapest: str,
+    top: str,
+    require_correct: bool,
+    summary: ExportSummary,
+    graph: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """(node, chat-format line) for `records`; counts of what was left out go into `summary`."""
     lines: list[tuple[str, dict[str, Any]]] = []
@@ -77,6 +113,11 @@ def finetune_lines(
             }
             if step.kind == "tool" and step.tools:
                 line["tools"] = step.tools
+            else:
+                response_format = _response_format(graph, step.node)
+                if response_format is not None:
+                    line["response_format"] = response_format
+            line["metadata"] = {"step": step.node, "prompt": "full", **({"graph": graph} if graph else {})}
             lines.append((step.node, line))
     return lines
 
@@ -93,7 +134,9 @@ def export_finetune(run_dir: str | Path, out: str | Path | None = None, *, requi
     path = Path(out) if out is not None else store.run_dir / "finetune.jsonl"
     summary = ExportSummary(path=path)
     records = [r for policy in store.policies() for r in store.load(policy).values()]
-    lines = finetune_lines(records, cheapest=ladder[0], top=ladder[-1], require_correct=require_correct, summary=summary)
+    lines = finetune_lines(
+        records, cheapest=ladder[0], top=ladder[-1], require_correct=require_correct, summary=summary, graph=manifest.graph
+    )
     seen: set[str] = set()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
@@ -107,3 +150,67 @@ def export_finetune(run_dir: str | Path, out: str | Path | None = None, *, requi
             summary.written += 1
             summary.by_node[node] += 1
     return summary
+
+
+def stratified_split(
+    cases: Sequence[Case[Any, Any]], key: Callable[[Case[Any, Any]], Hashable], sizes: Sequence[int], seed: int
+) -> list[list[Case[Any, Any]]]:
+    """Disjoint samples of `sizes[i]` cases per stratum each (fewer where a stratum runs out).
+
+    Each stratum is ordered by `sample_rank(id, seed)` and cut in consecutive slices, so
+    the first sample (training) never overlaps the second (evaluation).
+    """
+    strata: dict[Hashable, list[Case[Any, Any]]] = defaultdict(list)
+    for case in cases:
+        strata[key(case)].append(case)
+    out: list[list[Case[Any, Any]]] = [[] for _ in sizes]
+    for members in strata.values():
+        members.sort(key=lambda c: sample_rank(c.id, seed))
+        start = 0
+        for i, size in enumerate(sizes):
+            out[i].extend(members[start : start + size])
+            start += size
+    return out
+
+
+def step_of(graph: str, step: str) -> StepSpec:
+    """The declared step `step` of graph `graph` (a clear error naming the graph's steps)."""
+    workflow = load_graph_module(graph).WORKFLOW
+    for spec in workflow.all_steps:
+        if spec.name == step:
+            return spec
+    names = ", ".join(s.name for s in workflow.all_steps if s.uses_model)
+    raise TrainingDataError(f"graph '{graph}' has no step '{step}'; its model steps are: {names}")
+
+
+def step_examples(
+    suite: Suite, step: str, cases: Sequence[Case[Any, Any]], *, prompt: Literal["full", "compact"]
+) -> list[TrainingExample]:
+    """One training example per case: the step's prompt as the graph sends it on a tier with
+    this prompt style, and the dataset's right answer for the step (`StepTruth.answer`)."""
+    spec = step_of(suite.graph, step)
+    truth = next((t for t in suite.truths if t.node == step and t.answer is not None), None)
+    if truth is None or truth.answer is None:
+        known = ", ".join(t.node for t in suite.truths if t.answer is not None) or "none"
+        raise TrainingDataError(f"suite '{suite.name}' knows no right answers for step '{step}' (steps it has answers for: {known})")
+    if spec.output_model is None:
+        raise TrainingDataError(f"step '{step}' is a {spec.kind} step; train tool steps from `tierflow export-finetune` files")
+    response_format = _response_format(suite.graph, step)
+    examples = []
+    for case in cases:
+        request = str(suite.to_input(case)["request"])
+        inp = StepInput(request=request, results={}, item=PlanItem(id=f"0:{step}", step=step), resources={})
+        messages = step_messages(spec, inp, [], compact=prompt == "compact")
+        answer = spec.output_model.model_validate(truth.answer(case)).model_dump(mode="json")
+        turns = [{"role": "system" if m.type == "system" else "user", "content": m.content} for m in messages]
+        turns.append({"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)})
+        examples.append(
+            TrainingExample.model_validate(
+                {
+                    "messages": turns,
+                    "response_format": response_format,
+                    "metadata": {"graph": suite.graph, "step": step, "case_id": case.id, "prompt": prompt},
+                }
+            )
+        )
+    return examples

@@ -22,7 +22,7 @@ from evals.harness.policies import BASE_POLICIES, SWEEP, resolve_policies
 from evals.harness.report import EvalReport
 from evals.suites import get_suite, graphs_with_suites
 
-__all__ = ["register"]
+__all__ = ["register", "summary_table"]
 
 # Piped output (CI logs, `| tee`) gets a width that fits the summary table unwrapped.
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -32,7 +32,7 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
-def _summary_table(report: EvalReport) -> Table:
+def summary_table(report: EvalReport) -> Table:
     table = Table(
         title=f"{report.graph} / {report.suite}: {report.sample.get('cases')} cases; quality = {report.primary} [95% CI]",
         caption="vs AF: cost per case relative to all-frontier; top: share of calls on the top tier; "
@@ -80,7 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
             whole_graph=args.whole_graph,
         ),
     )
-    console.print(_summary_table(result.report))
+    console.print(summary_table(result.report))
     if not args.report_only:
         console.print(f"ran {result.counts.ran} case runs, skipped {result.counts.skipped} already recorded")
     if result.report.sample.get("cases") != result.report.sample.get("sampled"):

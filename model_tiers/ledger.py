@@ -50,7 +50,7 @@ class Usage(BaseModel):
         return cls(
             tier=spec.name,
             provider=spec.provider,
-            model=spec.model,
+            model=spec.model_label,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             latency_s=latency_s,

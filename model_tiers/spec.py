@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -67,12 +68,36 @@ class TierSpec(_Strict):
     max_concurrency: int = Field(default=4, gt=0)
     # Provider-specific settings (n_ctx / n_threads for embedded, replies for scripted...).
     options: dict[str, Any] = Field(default_factory=dict)
+    # A LoRA adapter (GGUF, as `tierflow finetune` writes) applied to `model`; embedded only.
+    # Several tiers may share one base model with different adapters.
+    adapter: str | None = None
+    # "compact": the tier was fine-tuned on the steps' compact prompts (a step that has one,
+    # like a classifier, sends it without listing its candidates, and the provider does not
+    # describe the output schema), both when training and when serving.
+    prompt: Literal["full", "compact"] = "full"
+    # False: a step's soft (heuristic) checks only warn on this tier instead of asking a
+    # higher tier for a second opinion. The heuristics were made for a general model's
+    # mistakes; on a tier fine-tuned on the step they can flag mostly right answers
+    # (`python -m evals.bench.finetune` measures it). Hard checks always apply.
+    soft_checks: bool = True
 
     @model_validator(mode="after")
     def _default_locality(self) -> "TierSpec":
         if self.local is None:
             object.__setattr__(self, "local", self.provider in _LOCAL_PROVIDERS)
+        if self.adapter is not None and self.provider != "embedded":
+            raise ValueError(
+                f"tier '{self.name}': 'adapter' applies to embedded tiers; an ollama tier names the "
+                "model created from the adapter's Modelfile (`ollama create NAME -f Modelfile`)"
+            )
         return self
+
+    @property
+    def model_label(self) -> str:
+        """The model as the ledger and reports name it: base model, plus its adapter if any."""
+        if self.adapter is None:
+            return self.model
+        return f"{self.model}+{Path(self.adapter).stem}"
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """Cost in USD of one call with these token counts at this tier's prices."""

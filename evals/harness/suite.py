@@ -86,6 +86,9 @@ class StepTruth:
     node: str
     is_correct: Callable[[Any, Case[Any, Any]], bool | None]
     description: str
+    # The step's right answer for a case (a value of its output schema), where the dataset
+    # gives one: `tierflow finetune` builds a training set from it.
+    answer: Callable[[Case[Any, Any]], Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

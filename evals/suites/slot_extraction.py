@@ -95,6 +95,12 @@ def extract_is_correct(value: Any, case: Case[Any, Any]) -> bool:
     return bool(slot_match(case.expected.slot_values(), value).passed)
 
 
+def gold_slots(case: Case[Any, Any]) -> dict[str, Any]:
+    """The extract step's right answer: each slot's first gold span, None where absent."""
+    values = case.expected.slot_values()
+    return {slot: (values.get(slot) or [None])[0] for slot in RESTAURANT8K_SLOTS}
+
+
 RESTAURANT8K = Suite(
     name="restaurant8k",
     graph="slot_extraction",
@@ -112,7 +118,14 @@ RESTAURANT8K = Suite(
         Aggregate("macro_f1", _macro_f1, "mean over the five slots of each slot's F1 (slots absent from the sample skipped)"),
     ),
     primary="micro_f1",
-    truths=(StepTruth("extract", extract_is_correct, "an extract candidate is right iff all its slots equal the gold ones (nothing extra)"),),
+    truths=(
+        StepTruth(
+            "extract",
+            extract_is_correct,
+            "an extract candidate is right iff all its slots equal the gold ones (nothing extra)",
+            answer=gold_slots,
+        ),
+    ),
     metric_notes={
         "slot_match": "every gold slot right and no extra slot (a run ended with a human predicts nothing)",
         **{f"slot_{s}": f"'{s}' right, over the cases where gold or prediction has '{s}'" for s in RESTAURANT8K_SLOTS},

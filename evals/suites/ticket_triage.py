@@ -124,7 +124,14 @@ BANKING77 = Suite(
         ),
     ),
     primary="exact_label",
-    truths=(StepTruth("classify", _label_is_gold, "a classify candidate is right iff its label equals the gold intent"),),
+    truths=(
+        StepTruth(
+            "classify",
+            _label_is_gold,
+            "a classify candidate is right iff its label equals the gold intent",
+            answer=lambda case: {"label": case.expected.label, "confidence": 1.0},
+        ),
+    ),
     thresholds=CONFIDENCE_THRESHOLDS,
     open_resources=_open_resources,
     graded_steps=("classify",),

@@ -81,6 +81,8 @@ def _build_embedded(spec: TierSpec) -> BaseChatModel:
         n_ctx=int(spec.options.get("n_ctx", min(spec.capabilities.context_window, 4096))),
         n_threads=spec.options.get("n_threads"),
         timeout_s=spec.timeout_s,
+        adapter=spec.adapter,
+        describe_schema=spec.prompt == "full",
     )
 
 

@@ -34,7 +34,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
 from model_tiers.errors import ConfigError, MissingDependency
-from model_tiers.providers.model_files import MODEL_FILES, verified_model_path
+from model_tiers.providers.model_files import MODEL_FILES, check_adapter_file, verified_model_path
 from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name
 
 T = TypeVar("T")
@@ -46,6 +46,7 @@ __all__ = [
     "EmbeddedEngine",
     "EmbeddedChatModel",
     "get_engine",
+    "embedded_chat",
     "grammar_safe_schema",
     "max_output_chars",
     "resolve_model_path",
@@ -122,7 +123,13 @@ class EmbeddedEngine:
     """A loaded GGUF model plus the lock that makes it safe to share between threads."""
 
     def __init__(
-        self, model: str, *, n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0
+        self,
+        model: str,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        seed: int = 0,
+        adapter: str | None = None,
     ) -> None:
         Llama = _llama_cpp().Llama
         path, chat_format, fold = resolve_model_path(model)
@@ -130,17 +137,29 @@ class EmbeddedEngine:
         self.path = path
         self.fold_system = fold
         self.n_ctx = n_ctx
+        self.adapter = None if adapter is None else Path(adapter).expanduser()
+        if self.adapter is not None:
+            check_adapter_file(str(self.adapter))
         started = time.perf_counter()
-        self._llama = run_inference(
-            lambda: Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads or max(1, os.cpu_count() or 1),
-                chat_format=chat_format,
-                seed=seed,
-                verbose=False,
-            )
-        )
+
+        def load() -> Any:
+            try:
+                return Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads or max(1, os.cpu_count() or 1),
+                    chat_format=chat_format,
+                    seed=seed,
+                    verbose=False,
+                    lora_path=None if self.adapter is None else str(self.adapter),
+                )
+            except (ValueError, RuntimeError) as err:
+                if self.adapter is None:
+                    raise
+                # llama.cpp rejects an adapter trained for another base model (tensor shapes).
+                raise ConfigError(f"the LoRA adapter {self.adapter} does not load on {model}: {err}") from None
+
+        self._llama = run_inference(load)
         self.load_seconds = time.perf_counter() - started
         self._lock = threading.Lock()
 
@@ -375,7 +394,7 @@ def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return rest
 
 
-_ENGINES: dict[tuple[str, int], EmbeddedEngine] = {}
+_ENGINES: dict[tuple[str, int, str | None], EmbeddedEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
@@ -389,16 +408,18 @@ def _close_engines() -> None:
         engine.close()
 
 
-def get_engine(model: str, *, n_ctx: int = 4096, n_threads: int | None = None) -> EmbeddedEngine:
-    """The process-wide engine for `model`, loaded on first use."""
-    key = (model, n_ctx)
+def get_engine(
+    model: str, *, n_ctx: int = 4096, n_threads: int | None = None, adapter: str | None = None
+) -> EmbeddedEngine:
+    """The process-wide engine for `model` (with `adapter` applied), loaded on first use."""
+    key = (model, n_ctx, adapter)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
             if not _ENGINES:
                 atexit.unregister(_close_engines)  # registered once, however often the cache empties
                 atexit.register(_close_engines)
-            engine = _ENGINES[key] = EmbeddedEngine(model, n_ctx=n_ctx, n_threads=n_threads)
+            engine = _ENGINES[key] = EmbeddedEngine(model, n_ctx=n_ctx, n_threads=n_threads, adapter=adapter)
         return engine
 
 
@@ -533,6 +554,32 @@ def tools_prompt(tools: Sequence[dict[str, Any]], forced: str | None, allow_none
     return "\n".join(lines)
 
 
+def embedded_chat(
+    messages: Sequence[BaseMessage],
+    tools: Sequence[dict[str, Any]] | None,
+    tool_choice: Any,
+    *,
+    describe_schema: bool = True,
+) -> tuple[list[dict[str, str]], dict[str, Any] | None, str | None]:
+    """(chat turns, grammar schema, forced tool) exactly as an embedded tier is sent them.
+
+    Fine-tuning renders its training prompts through this too, so a tier is trained on
+    what it will be served. With `describe_schema=False` (a tier fine-tuned on compact
+    prompts) the tools / fields are not described in a system turn; the grammar still
+    enforces them.
+    """
+    chat = _to_chat_dicts(messages)
+    schema = None
+    forced = None
+    if tools and tool_choice != "none":
+        forced = forced_tool_name(tools, tool_choice)
+        allow_none = tool_choice in (None, "auto")
+        schema = tool_call_schema(tools, forced, allow_none)
+        if describe_schema:
+            chat.insert(0, {"role": "system", "content": tools_prompt(tools, forced, allow_none)})
+    return chat, schema, forced
+
+
 class EmbeddedChatModel(ToolCallingChatModel):
     """LangChain chat model over an in-process `EmbeddedEngine`."""
 
@@ -545,6 +592,8 @@ class EmbeddedChatModel(ToolCallingChatModel):
     n_ctx: int = 4096
     n_threads: int | None = None
     timeout_s: float | None = None
+    adapter: str | None = None
+    describe_schema: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -553,7 +602,7 @@ class EmbeddedChatModel(ToolCallingChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {"model": self.model, "adapter": self.adapter, "temperature": self.temperature, "max_tokens": self.max_tokens}
 
     def _generate(
         self,
@@ -565,15 +614,8 @@ class EmbeddedChatModel(ToolCallingChatModel):
         tool_choice: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        engine = get_engine(self.model, n_ctx=self.n_ctx, n_threads=self.n_threads)
-        chat = _to_chat_dicts(messages)
-        schema = None
-        forced = None
-        if tools and tool_choice != "none":
-            forced = forced_tool_name(tools, tool_choice)
-            allow_none = tool_choice in (None, "auto")
-            schema = tool_call_schema(tools, forced, allow_none)
-            chat.insert(0, {"role": "system", "content": tools_prompt(tools, forced, allow_none)})
+        engine = get_engine(self.model, n_ctx=self.n_ctx, n_threads=self.n_threads, adapter=self.adapter)
+        chat, schema, forced = embedded_chat(messages, tools, tool_choice, describe_schema=self.describe_schema)
         bound = max_output_chars(schema) if schema is not None else None
         completion = engine.chat(
             chat,

@@ -25,6 +25,8 @@ from pathlib import Path
 from model_tiers.errors import ConfigError, MissingDependency
 
 __all__ = [
+    "check_adapter_file",
+    "adapter_file_status",
     "ModelFile",
     "ModelFileCorrupt",
     "MODEL_FILES",
@@ -291,3 +293,27 @@ def model_file_status(model_id: str) -> str:
         return f"installed in {len(model.parts)} parts; assembled into {path} on first use"
     state = "SHA-256 verified" if _already_verified(path, model.sha256) else "SHA-256 checked on first load"
     return f"{path} ({path.stat().st_size / 1e6:,.0f} MB, {state})"
+
+
+def check_adapter_file(adapter: str) -> str:
+    """A short description of a LoRA adapter file, or a `ConfigError` saying what is wrong.
+
+    Only the header is read (GGUF magic); llama.cpp checks the tensors against the base
+    model when the tier loads it.
+    """
+    path = Path(adapter).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"LoRA adapter file not found: {path}")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ConfigError(f"{path} is not a GGUF file (a tier's adapter is the adapter.gguf `tierflow finetune` writes)")
+    return f"{path.name} ({path.stat().st_size / 1e6:,.1f} MB)"
+
+
+def adapter_file_status(adapter: str) -> str:
+    try:
+        return check_adapter_file(adapter)
+    except ConfigError as err:
+        return f"unusable: {err}"
+

@@ -278,11 +278,20 @@ def test_export_finetune_writes_the_slm_failed_frontier_passed_steps(smoke, tmp_
     assert all("Candidate labels (most likely first):\n- " in u for u in users)
     for line in lines:
         system, user, assistant = line["messages"]
-        assert set(line) == {"messages"}
+        assert set(line) == {"messages", "response_format", "metadata"}
+        assert line["metadata"] == {"step": "classify", "prompt": "full", "graph": "ticket_triage"}
+        assert line["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"][0] == "card_arrival"
         assert system["role"] == "system" and "triage customer messages" in system["content"]
         assert user["role"] == "user" and assistant["role"] == "assistant"
         text = user["content"].split("<<<\n", 1)[1].split("\n>>>", 1)[0]
         assert json.loads(assistant["content"]) == {"label": CASES[text][0], "confidence": 0.9}
+    # what `tierflow finetune --data` reads: one full-prompt classify step
+    from model_tiers.finetune import load_training_file
+    from model_tiers.finetune.run import prompt_mode_of
+
+    examples = load_training_file(out, step="classify")
+    assert len(examples) == 3 and prompt_mode_of(examples) == "full"
+    assert examples[0].grammar_tools()[1] == "ClassifyLabel"
     strict = export_finetune(smoke.out_dir, tmp_path / "strict.jsonl", require_correct=True)
     assert strict.written == 3 and strict.not_known_correct == 0
 

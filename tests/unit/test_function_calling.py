@@ -321,6 +321,18 @@ def test_under_all_slm_the_slm_is_the_top_so_soft_checks_only_warn():
     assert [e for e in out["events"] if e["type"] == "verdict"][0]["warnings"]
 
 
+def test_on_a_tier_declared_soft_checks_false_a_soft_check_only_warns():
+    reg, slm, top = registry([UNRELATED], [GOOD], script=queue)
+    reg.config = reg.config.model_copy(
+        update={"tiers": [t.model_copy(update={"soft_checks": False}) if t.name == "slm" else t for t in reg.config.tiers]}
+    )
+    graph = build(registry=reg, resources={}, checkpointer=InMemorySaver())
+    out = graph.invoke({"request": REQUEST, "functions": FUNCTIONS}, {"configurable": {"thread_id": "s"}})
+    assert out["status"] == "done" and top.calls == [] and out["decided_by"] == {"0:call": "slm"}
+    [verdict] = [e for e in out["events"] if e["type"] == "verdict"]
+    assert verdict["verdict"] == "pass" and "does not look related to the request" in verdict["warnings"][0]
+
+
 def test_a_decline_while_a_function_clearly_fits_is_escalated():
     payload = {"request": "Convert 250 euros into US dollars.", "functions": FUNCTIONS}
     out, *_ = run(["I cannot help with that."], [GOOD], payload=payload, escalation={"max_retries": 0})
