@@ -5,8 +5,14 @@ compose them all."""
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 
@@ -32,13 +38,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def crash_log(err: BaseException) -> Path | None:
+    """Write `err`'s traceback to a new file under $TIERFLOW_HOME/logs (else ./.tierflow/logs,
+    else the temp folder: the home itself may be what is broken); None if none is writable."""
+    text = "".join(traceback.format_exception(err))
+    home = os.environ.get("TIERFLOW_HOME", "").strip()
+    folders = [(Path(home).expanduser() if home else Path.cwd() / ".tierflow") / "logs", Path(tempfile.gettempdir()) / "tierflow-logs"]
+    name = f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit 2 on a configuration or environment problem, 1 on anything
+    unexpected (its traceback goes to a log file, never to the terminal), 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
+    err_console = Console(stderr=True, soft_wrap=True)
     try:
         return int(args.handler(args) or 0)
     except TierflowError as err:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {err}", highlight=False)
+        err_console.print(f"[red]error:[/red] {err}", highlight=False)
         return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        return 130
+    except (OSError, sqlite3.DatabaseError) as err:
+        # the machine, not tierflow: a full disk, a permission, a file that is not a database
+        log = crash_log(err)
+        where = f" (traceback: {log})" if log else ""
+        err_console.print(f"[red]error:[/red] {type(err).__name__}: {err}{where}", highlight=False)
+        return 2
+    except Exception as err:
+        log = crash_log(err)
+        where = f"the traceback is in {log}" if log else "no log file could be written"
+        err_console.print(
+            f"[red]error:[/red] tierflow {args.command} failed unexpectedly: {type(err).__name__}: {err} "
+            f"({where}; please report it)",
+            highlight=False,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ValidationError
 
 from agents.prompts import step_messages
 from agents.spec import PlanItem, StepInput, StepSpec
@@ -40,7 +41,7 @@ from graphs.catalog import load_graph_module
 from model_tiers.errors import TierflowError
 from model_tiers.finetune.data import TrainingDataError, TrainingExample
 
-__all__ = ["ExportSummary", "finetune_lines", "export_finetune", "stratified_split", "step_of", "step_examples"]
+__all__ = ["ExportSummary", "finetune_lines", "export_finetune", "stratified_split", "step_of", "step_examples", "StepExamples"]
 
 
 @dataclass
@@ -183,9 +184,17 @@ def step_of(graph: str, step: str) -> StepSpec:
     raise TrainingDataError(f"graph '{graph}' has no step '{step}'; its model steps are: {names}")
 
 
+@dataclass
+class StepExamples:
+    examples: list[TrainingExample]
+    # (case id, why): cases whose right answer the step's schema cannot hold (e.g. a gold
+    # span longer than the field allows), left out rather than trained on.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
 def step_examples(
     suite: Suite, step: str, cases: Sequence[Case[Any, Any]], *, prompt: Literal["full", "compact"]
-) -> list[TrainingExample]:
+) -> StepExamples:
     """One training example per case: the step's prompt as the graph sends it on a tier with
     this prompt style, and the dataset's right answer for the step (`StepTruth.answer`)."""
     spec = step_of(suite.graph, step)
@@ -196,15 +205,20 @@ def step_examples(
     if spec.output_model is None:
         raise TrainingDataError(f"step '{step}' is a {spec.kind} step; train tool steps from `tierflow export-finetune` files")
     response_format = _response_format(suite.graph, step)
-    examples = []
+    out = StepExamples(examples=[])
     for case in cases:
+        try:
+            answer = spec.output_model.model_validate(truth.answer(case)).model_dump(mode="json")
+        except ValidationError as err:
+            first = err.errors()[0]
+            out.skipped.append((case.id, f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"))
+            continue
         request = str(suite.to_input(case)["request"])
         inp = StepInput(request=request, results={}, item=PlanItem(id=f"0:{step}", step=step), resources={})
         messages = step_messages(spec, inp, [], compact=prompt == "compact")
-        answer = spec.output_model.model_validate(truth.answer(case)).model_dump(mode="json")
         turns = [{"role": "system" if m.type == "system" else "user", "content": m.content} for m in messages]
         turns.append({"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)})
-        examples.append(
+        out.examples.append(
             TrainingExample.model_validate(
                 {
                     "messages": turns,
@@ -213,4 +227,4 @@ def step_examples(
                 }
             )
         )
-    return examples
+    return out

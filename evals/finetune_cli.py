@@ -49,8 +49,13 @@ def training_examples(args: argparse.Namespace) -> tuple[list[Any], str]:
     else:
         chosen = dataset.sample(args.limit, args.seed).cases if args.limit else dataset.cases
         what = f"{len(chosen)} cases"
-    examples = step_examples(suite, args.step, chosen, prompt=args.prompt)
-    return examples, f"suite {suite.name} ({dataset.source.path if hasattr(dataset.source, 'path') else suite.dataset}), {what}, seed {args.seed}"
+    built = step_examples(suite, args.step, chosen, prompt=args.prompt)
+    if built.skipped:
+        case_id, why = built.skipped[0]
+        console.print(f"left out {len(built.skipped)} case(s) whose answer the step's schema cannot hold (first: {case_id}: {why})", highlight=False)
+    if not built.examples:
+        raise TrainingDataError(f"no usable training examples for step '{args.step}'")
+    return built.examples, f"suite {suite.name} ({dataset.source.path if hasattr(dataset.source, 'path') else suite.dataset}), {what}, seed {args.seed}"
 
 
 def _finetune(args: argparse.Namespace) -> int:

@@ -30,6 +30,9 @@ def data_dir() -> Path:
     """Where checkpoints and business data live: $TIERFLOW_HOME, else ./.tierflow."""
     home = os.environ.get("TIERFLOW_HOME", "").strip()
     path = Path(home).expanduser() if home else Path.cwd() / ".tierflow"
+    if path.exists() and not path.is_dir():
+        what = f"TIERFLOW_HOME={home}" if home else str(path)
+        raise ConfigError(f"{what} is a file, not a folder: point TIERFLOW_HOME at a folder (it is created if missing)")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -265,7 +265,10 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
     dataset = task.suite.load(args.dataset, None, args.seed)
     labels = sorted({by_label(c) for c in dataset.cases}) if task.label_of else None
     held_out, train = stratified_split(dataset.cases, task.stratum, (held_n, train_n), args.seed)
-    examples = step_examples(task.suite, task.step, train, prompt="compact")
+    built = step_examples(task.suite, task.step, train, prompt="compact")
+    examples = built.examples
+    if built.skipped:
+        console.print(f"left out {len(built.skipped)} training case(s) whose answer the step's schema cannot hold, e.g. {built.skipped[0]}", highlight=False)
     settings = LoraSettings(epochs=args.epochs, seed=args.seed)
     folder = root / task.name
     out = folder / "measured"

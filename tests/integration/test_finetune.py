@@ -79,7 +79,7 @@ def _cases() -> list[IntentCase]:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("ft")
     base = load_tier_config(None, env={}).cheapest
-    examples = step_examples(BANKING77, "classify", _cases(), prompt="compact")
+    examples = step_examples(BANKING77, "classify", _cases(), prompt="compact").examples
     settings = LoraSettings(epochs=4, batch_size=8, learning_rate=2e-3, warmup_steps=2, checkpoint_every=2)
 
     def interrupt_at_4(step: int, total: int, loss: float) -> None:

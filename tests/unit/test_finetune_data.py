@@ -75,13 +75,13 @@ def test_one_tier_is_trained_on_one_prompt_style(tmp_path: Path) -> None:
 
 
 def test_examples_from_the_suite_use_the_steps_prompt_and_the_gold_answer() -> None:
-    examples = step_examples(BANKING77, "classify", [_case(0, "card_arrival")], prompt="compact")
+    examples = step_examples(BANKING77, "classify", [_case(0, "card_arrival")], prompt="compact").examples
     (example,) = examples
     assert [m.role for m in example.messages] == ["user", "assistant"]
     assert example.messages[0].content == "Customer message:\n<<<\nwhere is my card\n>>>"
     assert json.loads(example.messages[1].content or "") == {"label": "card_arrival", "confidence": 1.0}
     assert example.response_format and example.response_format["json_schema"]["name"] == "ClassifyLabel"
-    full = step_examples(BANKING77, "classify", [_case(0, "card_arrival")], prompt="full")[0]
+    full = step_examples(BANKING77, "classify", [_case(0, "card_arrival")], prompt="full").examples[0]
     assert [m.role for m in full.messages] == ["system", "user", "assistant"]
     assert "Candidate labels" in (full.messages[1].content or "")
 
@@ -161,3 +161,33 @@ def test_the_cli_rejects_bad_training_input_and_writes_nothing(
 
 def test_the_default_ladder_has_no_adapter() -> None:
     assert all(t.adapter is None and t.prompt == "full" for t in load_tier_config(None, env={}).tiers)
+
+
+# -- the top-level guard: no traceback reaches the terminal ------------------------------------
+
+
+@pytest.mark.parametrize(("error", "code"), [(RuntimeError("a bug"), 1), (PermissionError("read-only disk"), 2)])
+def test_an_unexpected_error_is_one_line_and_a_log_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, error: Exception, code: int
+) -> None:
+    import evals.finetune_cli as finetune_cli
+
+    def boom(args: object) -> int:
+        raise error
+
+    monkeypatch.setenv("TIERFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(finetune_cli, "_finetune", boom)
+    assert main(["finetune", "--data", "x.jsonl"]) == code
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "Traceback" not in err and str(error) in err
+    (log,) = (tmp_path / "home" / "logs").iterdir()
+    assert "Traceback" in log.read_text() and str(log) in err
+
+
+def test_a_home_that_is_a_file_is_named_as_such(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from graphs.cli import data_dir
+
+    (tmp_path / "home").write_text("not a folder")
+    monkeypatch.setenv("TIERFLOW_HOME", str(tmp_path / "home"))
+    with pytest.raises(ConfigError, match="is a file, not a folder: point TIERFLOW_HOME at a folder"):
+        data_dir()
