@@ -13,7 +13,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -216,7 +218,19 @@ def train_lora(
 
     model.train()
     began = time.perf_counter() - seconds
-    step = start
+    done = start  # steps whose update is applied and whose loss is recorded
+    # Ctrl-C stops at the next step boundary, so a checkpoint never holds half a step; a
+    # second Ctrl-C stops at once (the last checkpoint stands).
+    asked = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        print("\ntierflow: stopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
     try:
         for step in range(start, total):
             batch = [examples[i] for i in order[step * settings.batch_size : (step + 1) * settings.batch_size]]
@@ -227,14 +241,19 @@ def train_lora(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
+            done = step + 1
             if on_step is not None:
-                on_step(step + 1, total, losses[-1])
-            if (step + 1) % settings.checkpoint_every == 0 and step + 1 < total:
-                save(step + 1, time.perf_counter() - began)
-        step = total
+                on_step(done, total, losses[-1])
+            if asked.is_set():
+                raise KeyboardInterrupt
+            if done % settings.checkpoint_every == 0 and done < total:
+                save(done, time.perf_counter() - began)
     except KeyboardInterrupt:
-        save(step, time.perf_counter() - began)
-        print(f"\ntierflow: interrupted at step {step}/{total}; rerun the same command to resume", file=sys.stderr)
+        save(done, time.perf_counter() - began)
+        print(f"\ntierflow: interrupted after step {done}/{total}; rerun the same command to resume", file=sys.stderr)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     model.eval()
     return TrainingRun(model=model, steps=total, losses=losses, seconds=time.perf_counter() - began, resumed_from=start)

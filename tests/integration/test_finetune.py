@@ -11,6 +11,8 @@ by llama.cpp as an embedded tier.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +85,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     settings = LoraSettings(epochs=4, batch_size=8, learning_rate=2e-3, warmup_steps=2, checkpoint_every=2)
 
     def interrupt_at_4(step: int, total: int, loss: float) -> None:
-        if step == 4:
-            raise KeyboardInterrupt
+        if step == 4:  # Ctrl-C, as a user sends it: the run stops at the end of this step
+            os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
         finetune(examples, base, out, tier_name="slm-ft", settings=settings, on_step=interrupt_at_4)
