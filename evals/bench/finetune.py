@@ -11,11 +11,12 @@ restaurant8k):
 2. `finetune` trains a LoRA adapter on the step's compact prompt (the fenced message
    alone), unless the task folder already holds the adapter of exactly these examples and
    settings (delete it to retrain).
-3. The step is called on the held-out cases on three tiers, each with the prompt it is
+3. The step is called on the held-out cases (the zero-shot tiers on the first 3 per intent
+   / 60, ``--zero-shot``) on three tiers, each with the prompt it is
    served in the graph: SmolLM2 and Qwen zero-shot (the step's full prompt), SmolLM2 + the
    adapter (compact). Graded by the suite's ground truth for the step. Printed: accuracy
    [Wilson 95% CI], macro-F1 (labels), latency p50, cost per case.
-4. The graph through the eval harness on the held-out cases (up to ``--graph-cases``):
+4. The graph through the eval harness on held-out cases (154 / 60, ``--graph-cases``):
    tiered (the fine-tuned tier under the verifier, Qwen above it) against all-frontier.
 
 Goals (issue 13): on Banking77 the fine-tuned tier >= 80%, >= 30 points above Qwen, at
@@ -72,6 +73,10 @@ class Task:
     stratum: Callable[[Case[Any, Any]], Hashable]
     train: int
     held_out: int
+    # The zero-shot tiers run on the first `zero_shot` held-out cases per stratum (Qwen takes
+    # about 5 s a call here), the graph eval on `graph_cases` of them.
+    zero_shot: int
+    graph_cases: int
     label_of: Callable[[Any], str | None] | None = None  # for macro-F1 (label steps)
 
 
@@ -80,8 +85,12 @@ def _label(value: Any) -> str | None:
 
 
 TASKS = {
-    "banking77": Task("banking77-classify", BANKING77, "classify", by_label, train=40, held_out=10, label_of=_label),
-    "restaurant8k": Task("restaurant8k-extract", RESTAURANT8K, "extract", lambda case: "all", train=1000, held_out=100),
+    "banking77": Task(
+        "banking77-classify", BANKING77, "classify", by_label, train=40, held_out=10, zero_shot=3, graph_cases=154, label_of=_label
+    ),
+    "restaurant8k": Task(
+        "restaurant8k-extract", RESTAURANT8K, "extract", lambda case: "all", train=1000, held_out=100, zero_shot=60, graph_cases=60
+    ),
 }
 
 
@@ -238,8 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, help="the task's dataset file (default: under $TIERFLOW_DATASETS)")
     parser.add_argument("--train", type=int, help="training cases per stratum (default: 40 per intent / 1000 booking requests)")
     parser.add_argument("--held-out", type=int, help="held-out cases per stratum (default: 10 per intent / 100 booking requests)")
-    parser.add_argument("--zero-shot", type=int, help="evaluate the zero-shot tiers on only the first N held-out cases per stratum (default: all)")
-    parser.add_argument("--graph-cases", type=int, default=154, help="held-out cases run through the whole graph step by the harness (0: skip)")
+    parser.add_argument("--zero-shot", type=int, help="zero-shot tiers on the first N held-out cases per stratum (default: 3 per intent / 60)")
+    parser.add_argument("--graph-cases", type=int, help="held-out cases run through the graph by the harness (default 154 / 60; 0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--soft-checks", choices=["on", "off"], default="off", help="the fine-tuned tier's soft_checks in the graph eval (default off)")
@@ -286,7 +295,9 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
     )
     bench_config = _ladder(config, tuned, spec.role)
     registry = TierRegistry(bench_config)
-    zero_shot = held_out if args.zero_shot is None else stratified_split(held_out, task.stratum, (args.zero_shot,), args.seed)[0]
+    zero_shot_n = task.zero_shot if args.zero_shot is None else args.zero_shot
+    zero_shot = stratified_split(held_out, task.stratum, (zero_shot_n,), args.seed)[0]
+    graph_cases = task.graph_cases if args.graph_cases is None else args.graph_cases
 
     rows = []
     by_tier: dict[str, list[Outcome]] = {}
@@ -332,10 +343,10 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
     _plot(rows, out / "accuracy_latency.png", f"{task.name}: fine-tuned 135M vs general models")
     summary: dict[str, Any] = {"task": task.name, "step": rows, "training": {k: record[k] for k in ("examples", "steps", "train_seconds", "settings")}}
 
-    if args.graph_cases:
+    if graph_cases:
         tiers_file = out / f"tiers-soft-checks-{args.soft_checks}.json"
         tiers_file.write_text(bench_config.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        result = _graph_eval(task, held_out, tiers_file, args.graph_cases, out / f"graph-eval-soft-checks-{args.soft_checks}")
+        result = _graph_eval(task, held_out, tiers_file, graph_cases, out / f"graph-eval-soft-checks-{args.soft_checks}")
         from evals.harness_cli import summary_table
 
         console.print(summary_table(result.report))
