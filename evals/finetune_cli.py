@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+if TYPE_CHECKING:
+    from model_tiers.finetune import TrainingExample
 
 __all__ = ["register", "training_examples"]
 
 console = Console(stderr=True)
 
 
-def training_examples(args: argparse.Namespace) -> tuple[list[Any], str]:
+def training_examples(args: argparse.Namespace) -> tuple[list[TrainingExample], str]:
     """The examples `args` ask for, and a description of where they came from."""
     from evals.datasets.intents import by_label
     from evals.finetune import step_examples, step_of, stratified_split
@@ -55,7 +58,7 @@ def training_examples(args: argparse.Namespace) -> tuple[list[Any], str]:
         console.print(f"left out {len(built.skipped)} case(s) whose answer the step's schema cannot hold (first: {case_id}: {why})", highlight=False)
     if not built.examples:
         raise TrainingDataError(f"no usable training examples for step '{args.step}'")
-    return built.examples, f"suite {suite.name} ({dataset.source.path if hasattr(dataset.source, 'path') else suite.dataset}), {what}, seed {args.seed}"
+    return built.examples, f"suite {suite.name} ({dataset.source.path}), {what}, seed {args.seed}"
 
 
 def _finetune(args: argparse.Namespace) -> int:

@@ -43,9 +43,10 @@ from rich.table import Table
 
 from agents.prompts import step_messages
 from agents.spec import PlanItem, StepInput
-from evals.datasets import Case
+from evals.datasets import Case, Dataset
 from evals.datasets.intents import by_label
 from evals.finetune import step_examples, step_of, stratified_split
+from evals.harness.evaluate import EvalResult, EvalSettings, run_eval
 from evals.harness.stats import macro_f1_score, proportion
 from evals.harness.suite import Suite
 from evals.suites.slot_extraction import RESTAURANT8K
@@ -212,14 +213,13 @@ def _plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _graph_eval(task: Task, held_out: Sequence[Case[Any, Any]], tiers_file: Path, limit: int, out: Path) -> Any:
+def _graph_eval(task: Task, held_out: Sequence[Case[Any, Any]], tiers_file: Path, limit: int, out: Path) -> EvalResult:
     """tiered against all-frontier through the eval harness, on the held-out cases only."""
-    from evals.harness.evaluate import EvalSettings, run_eval
     from evals.harness.policies import resolve_policies
 
     cases = list(held_out)
 
-    def load(path: Path | None, limit: int | None, seed: int) -> Any:
+    def load(path: Path | None, limit: int | None, seed: int) -> Dataset[Any, Any]:
         dataset = task.suite.load(None, None, seed)
         return dataset.model_copy(update={"cases": cases}).sample(limit, seed, stratify=task.stratum)
 
