@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -94,6 +94,7 @@ def finetune_lines(
     require_correct: bool,
     summary: ExportSummary,
     graph: str | None = None,
+    prompt_styles: Mapping[str, str] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """(node, chat-format line) for `records`; counts of what was left out go into `summary`."""
     lines: list[tuple[str, dict[str, Any]]] = []
@@ -118,7 +119,9 @@ def finetune_lines(
                 response_format = _response_format(graph, step.node)
                 if response_format is not None:
                     line["response_format"] = response_format
-            line["metadata"] = {"step": step.node, "prompt": "full", **({"graph": graph} if graph else {})}
+            # The recorded prompt is the first attempt's, in the prompt style of its tier.
+            style = (prompt_styles or {}).get(step.attempts[0].tier or "", "full")
+            line["metadata"] = {"step": step.node, "prompt": style, **({"graph": graph} if graph else {})}
             lines.append((step.node, line))
     return lines
 
@@ -136,7 +139,13 @@ def export_finetune(run_dir: str | Path, out: str | Path | None = None, *, requi
     summary = ExportSummary(path=path)
     records = [r for policy in store.policies() for r in store.load(policy).values()]
     lines = finetune_lines(
-        records, cheapest=ladder[0], top=ladder[-1], require_correct=require_correct, summary=summary, graph=manifest.graph
+        records,
+        cheapest=ladder[0],
+        top=ladder[-1],
+        require_correct=require_correct,
+        summary=summary,
+        graph=manifest.graph,
+        prompt_styles={t["name"]: str(t.get("prompt", "full")) for t in manifest.tier_config.get("tiers", [])},
     )
     seen: set[str] = set()
     path.parent.mkdir(parents=True, exist_ok=True)

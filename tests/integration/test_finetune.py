@@ -27,7 +27,6 @@ from model_tiers.finetune import LoraSettings, finetune
 from model_tiers.finetune.data import PromptRenderer
 from model_tiers.registry import TierRegistry
 
-pytest.importorskip("torch")  # the finetune extra is part of `make setup`; this guards a partial install
 pytestmark = pytest.mark.timeout(900)
 
 MODEL = "smollm2-135m-instruct"
