@@ -182,7 +182,7 @@ class PromptRenderer:
     def __init__(self, model: str, *, describe_schema: bool) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from model_tiers.providers.embedded import _fold_system, _llama_cpp, resolve_model_path
+        from model_tiers.providers.embedded import _llama_cpp, fold_system, resolve_model_path
 
         path, chat_format, fold = resolve_model_path(model)
         self._vocab = _llama_cpp().Llama(model_path=str(path), vocab_only=True, verbose=False)
@@ -197,7 +197,7 @@ class PromptRenderer:
         self._formatter = Jinja2ChatFormatter(
             template=template, eos_token=text_of(eos_id) if eos_id != -1 else "", bos_token=text_of(bos_id) if bos_id != -1 else ""
         )
-        self._fold = _fold_system if fold else None
+        self._fold = fold_system if fold else None
         self.eos_id = eos_id
         self.describe_schema = describe_schema
         self.metadata = dict(self._vocab.metadata)

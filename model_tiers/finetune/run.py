@@ -73,10 +73,9 @@ def tier_entry(base: TierSpec, name: str, adapter: Path, prompt: str, modelfile:
         f"max_concurrency = {base.max_concurrency}",
         f"capabilities = {{ tools = {str(base.capabilities.tools).lower()}, structured_output = "
         f"{_toml_value(base.capabilities.structured_output)}, context_window = {base.capabilities.context_window} }}",
-        "# Soft (heuristic) checks were made for a general model's mistakes. Measure whether they",
-        "# still pick out this tier's wrong answers (python -m evals.bench.finetune prints it);",
-        "# on Banking77 they flagged 41% of the adapter's answers and Qwen's second opinion was no",
-        "# better, so there: soft_checks = false",
+        "# Soft (heuristic) checks were made for a general model's mistakes. Where they flag this",
+        "# tier's right answers and the next tier is no better on what they flag (measure it on",
+        "# held-out cases, as python -m evals.bench.finetune does), set: soft_checks = false",
         "",
         f"# The same adapter served by Ollama, after `ollama create {name} -f {modelfile.resolve()}`:",
         "# [[tiers]]",

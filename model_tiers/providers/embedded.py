@@ -47,6 +47,7 @@ __all__ = [
     "EmbeddedChatModel",
     "get_engine",
     "embedded_chat",
+    "fold_system",
     "grammar_safe_schema",
     "max_output_chars",
     "resolve_model_path",
@@ -197,7 +198,7 @@ class EmbeddedEngine:
         is the same.
         """
         if self.fold_system:
-            messages = _fold_system(messages)
+            messages = fold_system(messages)
         grammar = _grammar(json.dumps(json_schema, sort_keys=True)) if json_schema else None
 
         def run() -> dict[str, Any]:
@@ -382,7 +383,7 @@ def max_output_chars(schema: Any, defs: Mapping[str, Any] | None = None) -> int 
     return None
 
 
-def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     rest = [dict(m) for m in messages if m["role"] != "system"]
     if not system:
