@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from agents.escalation import StepNeeds
 from agents.spec import PlanItem, StepInput, StepKind, StepSpec, ToolBox
-from model_tiers import TierRegistry, estimate_tokens
+from model_tiers import TierRegistry, estimate_tokens, redact_value
 
 __all__ = [
     "Services",
@@ -77,4 +77,4 @@ def emit(runtime: Any, event: Mapping[str, Any]) -> None:
     """Send an event on the `custom` stream (a no-op outside a streaming run)."""
     writer = getattr(runtime, "stream_writer", None)
     if writer is not None:
-        writer(dict(event))
+        writer(redact_value(dict(event)))

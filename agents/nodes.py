@@ -8,6 +8,8 @@ Retries and escalation are edges the verifier takes back to this node, never loo
 from __future__ import annotations
 
 import json
+import sqlite3
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +29,7 @@ from agents.client_tools import openai_tools
 from agents.escalation import budget_block, budget_state, cheaper_alternative, first_tier, usable_ladder
 from agents.prompts import step_messages
 from agents.spec import PlanItem, StepKind, StepSpec
-from model_tiers import InvalidModelOutput, TierflowError, TierUnreachable, Usage
+from model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, Usage
 from model_tiers.providers._tool_calling import messages_as_text
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "tools_for",
     "tools_text",
     "tool_result",
+    "ledger_row",
+    "stop_for_error",
     "VERIFY",
     "DISPATCH",
     "RESPONDER",
@@ -134,6 +138,52 @@ def _budget_gate(
     return None, _stop(item, block, []), []
 
 
+def _usage_dump(usage: object) -> dict[str, Any] | None:
+    return usage.model_dump() if isinstance(usage, Usage) else None
+
+
+def ledger_row(proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[str, Any], verdict: str, reason: str | None) -> list[dict[str, Any]]:
+    """The ledger entry of a proposal's model call (none when no request was made)."""
+    usage = proposal.get("usage")
+    if not usage:
+        return []
+    return [
+        {
+            **usage,
+            "run_id": state.get("run_id"),
+            "node": spec.name,
+            "step": proposal["item_id"],
+            "role": spec.role,
+            "attempt": proposal.get("attempt", 0),
+            "verdict": verdict,
+            "reason": reason,
+        }
+    ]
+
+
+def stop_for_error(
+    state: Mapping[str, Any], runtime: Any, spec: StepSpec | None, proposal: Mapping[str, Any], kind: str, reason: str,
+    events: Sequence[Mapping[str, Any]] = (), detail: str | None = None,
+) -> Command:
+    """End the run at this step with status "error": a misconfigured tier ("configuration")
+    or a check, tool or action that crashed ("bug", with its traceback in `detail`).
+    Neither is a model's mistake, so neither is fed back to a model or escalated."""
+    item = current_item(state)
+    verdict = "fault" if kind == "configuration" else "fail"
+    failure = {"step": item.step, "item_id": item.id, "kind": kind, "reason": reason, **({"traceback": detail} if detail else {})}
+    event = {"type": "run_error", "step": item.step, "item_id": item.id, "kind": kind, "reason": reason}
+    emit(runtime, event)
+    return Command(
+        goto=RESPONDER,
+        update={
+            "status": "error",
+            "failure": failure,
+            "ledger": ledger_row(proposal, spec, state, verdict, reason) if spec else [],
+            "events": [*events, event],
+        },
+    )
+
+
 def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
     """The node that runs one attempt of `spec` on the tier the escalation state names."""
 
@@ -151,6 +201,11 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
                 proposal = {**base, "tier": None, "value": as_jsonable(spec.run(inp))}
             except TierflowError as err:
                 proposal = {**base, "tier": None, "error_kind": "action_error", "error": str(err)}
+            except sqlite3.OperationalError:
+                raise  # storage contention: the node's retry policy runs it again
+            except Exception as err:
+                why = f"the action '{spec.name}' raised {type(err).__name__}: {err}"
+                return stop_for_error(state, runtime, None, {}, "bug", why, detail=traceback.format_exc())
             return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
 
         feedback = att["feedback"]
@@ -192,19 +247,14 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
                 reply = services.registry.call(tier, messages, schema=spec.output_model)
                 value = as_jsonable(reply.value)
             proposal = {**base, "value": value, "usage": reply.usage.model_dump()}
+        except TierMisconfigured as err:
+            # Never a fallback: the next tier would pay for what a config fix makes cheap.
+            proposal = {**base, "error_kind": "config", "error": str(err), "usage": _usage_dump(err.usage)}
+            return stop_for_error(state, runtime, spec, proposal, "configuration", str(err), events)
         except TierUnreachable as err:
-            spec_t = cfg.tier(tier)
-            usage = Usage.for_call(spec_t, input_tokens=0, output_tokens=0, latency_s=0.0)
-            proposal = {**base, "error_kind": "fault", "error": str(err), "usage": usage.model_dump()}
+            proposal = {**base, "error_kind": "fault", "error": str(err), "usage": _usage_dump(err.usage)}
         except InvalidModelOutput as err:
-            usage_obj = err.usage if isinstance(err.usage, Usage) else None
-            proposal = {
-                **base,
-                "error_kind": "invalid",
-                "error": err.reason,
-                "raw": err.raw,
-                "usage": usage_obj.model_dump() if usage_obj else None,
-            }
+            proposal = {**base, "error_kind": "invalid", "error": err.reason, "raw": err.raw, "usage": _usage_dump(err.usage)}
         emit(runtime, {"type": "model_call", **base, "error": proposal.get("error_kind")})
         return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att, "events": events})
 
@@ -250,6 +300,11 @@ def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
             output = toolbox.execute(name, args, key)
         except TierflowError as err:
             return on_refusal(state, runtime, f"the tool '{name}' refused: {err}")
+        except sqlite3.OperationalError:
+            raise  # storage contention: the node's retry policy runs it again
+        except Exception as err:
+            why = f"the tool '{name}' raised {type(err).__name__}: {err}"
+            return stop_for_error(state, runtime, None, {}, "bug", why, detail=traceback.format_exc())
         result = tool_result(call, "done", as_jsonable(output))
         event = {"type": "tool_executed", "step": item.step, "item_id": item.id, "tool": name, "write": name in toolbox.writes}
         emit(runtime, event)

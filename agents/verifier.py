@@ -8,6 +8,7 @@ deterministic domain checks, the confidence threshold, then an optional LLM judg
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,20 @@ from pydantic import BaseModel, Field, ValidationError
 from agents.context import ServiceResolver, as_jsonable, current_item, emit, step_input, step_needs
 from agents.escalation import Decision, after_failure, after_fault, has_higher_tier
 from agents.client_tools import call_problem
-from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, attempt_for, plan_items, tool_result, tools_for, tools_text
+from agents.nodes import (
+    ACT,
+    DISPATCH,
+    HUMAN_REVIEW,
+    RESPONDER,
+    VERIFY,
+    attempt_for,
+    ledger_row,
+    plan_items,
+    stop_for_error,
+    tool_result,
+    tools_for,
+    tools_text,
+)
 from agents.prompts import user_prompt
 from agents.spec import PlanItem, StepInput, StepKind, StepSpec
 from model_tiers import TierflowError
@@ -29,24 +43,6 @@ __all__ = ["make_verifier_node", "make_human_review_node", "JudgeVerdict"]
 class JudgeVerdict(BaseModel):
     ok: bool = Field(description="true only if the answer is correct, complete and grounded")
     reason: str = Field(description="one sentence")
-
-
-def _ledger_entry(proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[str, Any], verdict: str, reason: str | None) -> list[dict[str, Any]]:
-    usage = proposal.get("usage")
-    if not usage:
-        return []
-    return [
-        {
-            **usage,
-            "run_id": state.get("run_id"),
-            "node": spec.name,
-            "step": proposal["item_id"],
-            "role": spec.role,
-            "attempt": proposal.get("attempt", 0),
-            "verdict": verdict,
-            "reason": reason,
-        }
-    ]
 
 
 def _tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], services: Any, state: Mapping[str, Any]) -> str | None:
@@ -165,7 +161,7 @@ def make_verifier_node(
         inp = step_input(state, item, services)
         kind = proposal.get("error_kind")
         if kind == "fault":
-            ledger = _ledger_entry(proposal, spec, state, "fault", proposal["error"])
+            ledger = ledger_row(proposal, spec, state, "fault", proposal["error"])
             return escalate(state, runtime, proposal["error"], fault=True, extra={"ledger": ledger})
 
         reason: str | None = None
@@ -197,8 +193,11 @@ def make_verifier_node(
         for check in spec.checks if reason is None else ():
             try:
                 problem = check(parsed, inp)
-            except Exception as err:  # a crashing check is a recorded failure, not a crashed run
-                problem = f"check '{check.name}' raised {type(err).__name__}: {err}"
+            except Exception as err:
+                # A check that crashes is a bug in the check, not the model's mistake: feeding
+                # it back would turn the bug into frontier cost. The run stops and says so.
+                why = f"check '{check.name}' raised {type(err).__name__}: {err}"
+                return stop_for_error(state, runtime, spec, proposal, "bug", why, events, detail=traceback.format_exc())
             if problem and check.soft and not can_climb:
                 warnings.append(f"{check.name}: {problem}")
             elif problem:
@@ -213,7 +212,7 @@ def make_verifier_node(
             reason, usages, events = _judge(services, spec, inp, value)
         verdict = "pass" if reason is None else "fail"
         judge_entries = [{**u, "run_id": state.get("run_id"), "step": item.id, "attempt": proposal.get("attempt", 0)} for u in usages]
-        ledger = _ledger_entry(proposal, spec, state, verdict, reason) + judge_entries
+        ledger = ledger_row(proposal, spec, state, verdict, reason) + judge_entries
         verdict_event = {"type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"), "verdict": verdict, "reason": reason}
         if warnings:  # soft checks that objected where no second opinion is asked: recorded, not enforced
             verdict_event["warnings"] = warnings
@@ -262,7 +261,11 @@ def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolv
                 "faults": att.get("faults", []),
                 "schema": spec.output_model.model_json_schema() if spec.output_model else None,
                 "error": state.get("review_error"),
-                "how_to_answer": '{"action": "approve"} (last candidate), {"action": "edit", "value": ...}, or {"action": "reject"}',
+                "how_to_answer": (
+                    '{"action": "approve"} (last candidate), {"action": "edit", "value": ...}, or {"action": "reject"}'
+                    if any(c is not None for c in candidates)
+                    else '{"action": "edit", "value": ...} or {"action": "reject"} (no tier produced a candidate to approve)'
+                ),
             }
         )
         action, value = _coerce_review(answer)
@@ -271,6 +274,11 @@ def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolv
             return Command(goto=RESPONDER, update={"status": "failed", "failure": failure, "events": [{"type": "human_reject", "step": item.step, "item_id": item.id}]})
         if action == "approve" and value is None:
             value = next((c for c in reversed(candidates) if c is not None), None)
+            if value is None:
+                # Nothing to approve (every tier faulted or gave unreadable output): asking
+                # again with the same options would loop for ever.
+                why = "no tier produced a usable candidate to approve; answer with edit (give the value) or reject"
+                return Command(goto=HUMAN_REVIEW, update={"review_error": why})
         try:
             if spec.output_model is not None:
                 value = as_jsonable(spec.output_model.model_validate(value))

@@ -20,6 +20,8 @@ from evals import finetune_cli, harness_cli
 from graphs import cli as graphs_cli
 from model_tiers import cli as model_tiers_cli
 from model_tiers.errors import TierflowError
+from model_tiers.home import write_crash_log
+from model_tiers.secrets import redact
 
 __all__ = ["main", "build_parser"]
 
@@ -39,20 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def crash_log(err: BaseException) -> Path | None:
-    """Write `err`'s traceback to a new file under $TIERFLOW_HOME/logs (else ./.tierflow/logs,
-    else the temp folder: the home itself may be what is broken); None if none is writable."""
-    text = "".join(traceback.format_exception(err))
-    home = os.environ.get("TIERFLOW_HOME", "").strip()
-    folders = [(Path(home).expanduser() if home else Path.cwd() / ".tierflow") / "logs", Path(tempfile.gettempdir()) / "tierflow-logs"]
-    name = f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
-    for folder in folders:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_text(text, encoding="utf-8")
-            return folder / name
-        except OSError:
-            continue
-    return None
+    """Write `err`'s traceback to a log file under the data folder (see `write_crash_log`)."""
+    return write_crash_log("".join(traceback.format_exception(err)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except TierflowError as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False)
+        err_console.print(f"[red]error:[/red] {redact(str(err))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
@@ -72,13 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the machine, not tierflow: a full disk, a permission, a file that is not a database
         log = crash_log(err)
         where = f" (traceback: {log})" if log else ""
-        err_console.print(f"[red]error:[/red] {type(err).__name__}: {err}{where}", highlight=False)
+        err_console.print(f"[red]error:[/red] {type(err).__name__}: {redact(str(err))}{where}", highlight=False)
         return 2
     except Exception as err:
         log = crash_log(err)
         where = f"the traceback is in {log}" if log else "no log file could be written"
         err_console.print(
-            f"[red]error:[/red] tierflow {args.command} failed unexpectedly: {type(err).__name__}: {err} "
+            f"[red]error:[/red] tierflow {args.command} failed unexpectedly: {type(err).__name__}: {redact(str(err))} "
             f"({where}; please report it)",
             highlight=False,
         )

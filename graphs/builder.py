@@ -9,13 +9,17 @@ drawing in LangGraph Studio shows the real escalation and human-review edges.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sqlite3
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, RetryPolicy
 
@@ -25,6 +29,7 @@ from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, make_ac
 from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
 from agents.verifier import make_human_review_node, make_verifier_node
 from model_tiers import ConfigError, TierRegistry, TierRunContext, apply_run_context, load_tier_config
+from model_tiers.secrets import redact_exception, redact_value
 from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
 
 __all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "ROUTER", "coerce_context"]
@@ -32,6 +37,7 @@ __all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "RO
 ROUTER = "router"
 _RESERVED = {ROUTER, DISPATCH, VERIFY, ACT, HUMAN_REVIEW, RESPONDER}
 # Transient storage contention is retried by LangGraph; model faults are the ladder's job.
+_MAX_CONTEXT_REGISTRIES = 64
 _STORAGE_RETRY = RetryPolicy(max_attempts=3, retry_on=(sqlite3.OperationalError,))
 
 
@@ -98,11 +104,8 @@ def coerce_context(ctx: Any) -> TierRunContext | None:
     if ctx is None or isinstance(ctx, TierRunContext):
         return ctx
     if isinstance(ctx, Mapping):
-        known = {f.name for f in fields(TierRunContext)}
-        unknown = set(ctx) - known
-        if unknown:
-            raise ConfigError(f"unknown run-context fields {sorted(unknown)}; allowed: {sorted(known)}", source="run context")
-        return TierRunContext(**{k: v for k, v in ctx.items() if v is not None})
+        # The constructor names unknown fields (the same message LangGraph's coercion gets).
+        return TierRunContext(**{str(k): v for k, v in ctx.items()})
     raise ConfigError(f"run context must be a mapping, got {type(ctx).__name__}", source="run context")
 
 
@@ -126,7 +129,9 @@ class ServiceProvider:
         self._tiers_file = tiers_file
         self._resources = resources
         self._toolbox: ToolBox | None = None
-        self._by_context: dict[str, TierRegistry] = {}
+        # Registries per distinct run context, most recent last: bounded, because a server
+        # that gets a new budget per request would otherwise grow one per request.
+        self._by_context: OrderedDict[str, TierRegistry] = OrderedDict()
         self._lock = threading.Lock()
 
     def base_registry(self) -> TierRegistry:
@@ -153,8 +158,39 @@ class ServiceProvider:
             with self._lock:
                 if key not in self._by_context:
                     self._by_context[key] = base.with_config(apply_run_context(base.config, ctx))
+                    while len(self._by_context) > _MAX_CONTEXT_REGISTRIES:
+                        self._by_context.popitem(last=False)
+                self._by_context.move_to_end(key)
                 registry = self._by_context[key]
         return Services(registry=registry, resources=resources, toolbox=self._toolbox)
+
+
+# State keys whose text may quote a provider's error (which may echo a key): masked before
+# LangGraph checkpoints them. Results are business output and pass untouched.
+_TEXT_KEYS = frozenset({"events", "failure", "ledger", "proposal", "attempt", "review_error"})
+
+
+def _guarded(node: Callable[..., Any]) -> Callable[..., Any]:
+    """`node` with secrets masked in what it writes to state and in the exception it raises
+    (LangGraph stores a failed task's exception in the checkpoint)."""
+
+    @functools.wraps(node)
+    def guarded(state: dict[str, Any], runtime: Any) -> Any:
+        try:
+            out = node(state, runtime)
+        except GraphBubbleUp:
+            raise  # an interrupt or a parent command: LangGraph's control flow, not an error
+        except Exception as err:
+            raise redact_exception(err)
+        if isinstance(out, Command) and isinstance(out.update, Mapping):
+            return dataclasses.replace(out, update=_masked(out.update))
+        return _masked(out) if isinstance(out, Mapping) else out
+
+    return guarded
+
+
+def _masked(update: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: redact_value(v) if k in _TEXT_KEYS else v for k, v in update.items()}
 
 
 def _router(workflow: Workflow) -> Callable[..., Command]:
@@ -237,17 +273,17 @@ def build_graph(
     verify, escalate = make_verifier_node(steps, provider, workflow.default_plan)
     graph = StateGraph(TieredState, context_schema=TierRunContext, input_schema=input_schema, output_schema=TieredOutput)
     entry = (workflow.planner.name,) if workflow.planner else ()
-    graph.add_node(ROUTER, _router(workflow), destinations=(*entry, DISPATCH, RESPONDER))
-    graph.add_node(DISPATCH, _dispatch, destinations=(*step_names, RESPONDER))
+    graph.add_node(ROUTER, _guarded(_router(workflow)), destinations=(*entry, DISPATCH, RESPONDER))
+    graph.add_node(DISPATCH, _guarded(_dispatch), destinations=(*step_names, RESPONDER))
     for spec in steps.values():
         retry = _STORAGE_RETRY if spec.kind == StepKind.ACTION else None
-        graph.add_node(spec.name, make_step_node(spec, provider), destinations=(VERIFY, RESPONDER), retry_policy=retry)
+        graph.add_node(spec.name, _guarded(make_step_node(spec, provider)), destinations=(VERIFY, RESPONDER), retry_policy=retry)
     after_verify = (*step_names, DISPATCH, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER)
-    graph.add_node(VERIFY, verify, destinations=after_verify)
+    graph.add_node(VERIFY, _guarded(verify), destinations=after_verify)
     if has_tools:
-        graph.add_node(ACT, make_act_node(provider, escalate), destinations=(DISPATCH, *step_names, HUMAN_REVIEW, RESPONDER), retry_policy=_STORAGE_RETRY)
-    graph.add_node(HUMAN_REVIEW, make_human_review_node(steps, provider), destinations=(DISPATCH, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER))
-    graph.add_node(RESPONDER, _responder(workflow, provider))
+        graph.add_node(ACT, _guarded(make_act_node(provider, escalate)), destinations=(DISPATCH, *step_names, HUMAN_REVIEW, RESPONDER), retry_policy=_STORAGE_RETRY)
+    graph.add_node(HUMAN_REVIEW, _guarded(make_human_review_node(steps, provider)), destinations=(DISPATCH, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER))
+    graph.add_node(RESPONDER, _guarded(_responder(workflow, provider)))
     graph.add_edge(START, ROUTER)
     graph.add_edge(RESPONDER, END)
     return graph.compile(checkpointer=checkpointer, name=workflow.name)

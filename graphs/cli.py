@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from graphs.catalog import graph_names, load_graph_module
 from graphs.studio import register as register_studio
 from graphs.run_output import clip, describe_event, final_panel, ledger_table, question_line, question_panel
 from model_tiers import ConfigError, TierRunContext, load_tier_config
+from model_tiers.home import corrupt_database_message, home_dir, write_crash_log
 
 __all__ = ["register", "data_dir", "read_input", "sqlite_checkpointer", "parse_answer"]
 
@@ -27,14 +27,8 @@ console = Console()
 
 
 def data_dir() -> Path:
-    """Where checkpoints and business data live: $TIERFLOW_HOME, else ./.tierflow."""
-    home = os.environ.get("TIERFLOW_HOME", "").strip()
-    path = Path(home).expanduser() if home else Path.cwd() / ".tierflow"
-    if path.exists() and not path.is_dir():
-        what = f"TIERFLOW_HOME={home}" if home else str(path)
-        raise ConfigError(f"{what} is a file, not a folder: point TIERFLOW_HOME at a folder (it is created if missing)")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where checkpoints and business data live (created): $TIERFLOW_HOME, else ./.tierflow."""
+    return home_dir()
 
 
 def read_input(value: str) -> str:
@@ -62,6 +56,11 @@ def sqlite_checkpointer(path: Path) -> Iterator[Any]:
 
     conn = sqlite3.connect(str(path), check_same_thread=False)
     try:
+        try:
+            # sqlite opens any file; reading the header is what finds one that is not a database.
+            conn.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise ConfigError(corrupt_database_message(path, err, what="checkpoint database")) from None
         yield SqliteSaver(conn)
     finally:
         conn.close()
@@ -169,7 +168,20 @@ def _run(args: argparse.Namespace) -> int:
         state = graph.get_state(config).values
     console.print(final_panel(state.get("final", {})))
     ledger_table([u for u in state.get("ledger", []) if u.get("run_id") == state.get("run_id")], tier_config, console)
+    if state.get("status") == "error":
+        return _report_run_error(state.get("failure") or {}, thread)
     return 0 if state.get("status") == "done" else 1
+
+
+def _report_run_error(failure: Mapping[str, Any], thread: str) -> int:
+    """A run that stopped on a misconfigured tier (exit 2) or a crashed check or tool (1)."""
+    if failure.get("kind") == "configuration":
+        # Raised, so the command's guard prints it as every configuration error is printed.
+        raise ConfigError(f"{failure.get('reason')} (the run's state is kept in thread '{thread}'; run again once it is fixed)")
+    log = write_crash_log(str(failure.get("traceback") or failure.get("reason")), prefix="step-bug")
+    where = f"; the traceback is in {log}" if log else ""
+    console.print(f"[red]error:[/red] step '{failure.get('step')}' stopped on a bug: {failure.get('reason')}{where}", highlight=False)
+    return 1
 
 
 def _ingest(args: argparse.Namespace) -> int:

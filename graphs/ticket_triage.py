@@ -138,7 +138,7 @@ def _open_resources() -> Mapping[str, Any]:
     kb = KnowledgeBase()
     if kb.count() == 0:
         kb.ingest()
-    return {"kb": kb, "helpdesk": Helpdesk()}
+    return {"kb": kb, "helpdesk": Helpdesk().open()}
 
 
 def _finalize(state: Mapping[str, Any], _resources: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,13 @@ from model_tiers.errors import (
     MissingDependency,
     NetworkBlocked,
     TierflowError,
+    TierMisconfigured,
     TierUnreachable,
 )
 from model_tiers.ledger import LedgerSummary, TierTotals, Usage, estimate_tokens, summarize
 from model_tiers.providers import build_chat_model
-from model_tiers.registry import ModelReply, TierRegistry, is_unreachable_error
+from model_tiers.registry import ModelReply, TierRegistry
+from model_tiers.secrets import redact, redact_value
 from model_tiers.spec import (
     ROLES,
     Budget,
@@ -54,6 +56,7 @@ __all__ = [
     "TierRegistry",
     "TierRunContext",
     "TierSpec",
+    "TierMisconfigured",
     "TierTotals",
     "TierUnreachable",
     "TierflowError",
@@ -62,7 +65,8 @@ __all__ = [
     "build_chat_model",
     "config_from_mapping",
     "estimate_tokens",
-    "is_unreachable_error",
     "load_tier_config",
+    "redact",
+    "redact_value",
     "summarize",
 ]

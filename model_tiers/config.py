@@ -16,7 +16,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,16 @@ class TierRunContext:
     # End the run once each of these steps has a verified result (an eval that grades
     # only them need not pay for the rest of the graph).
     stop_after: list[str] | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "TierRunContext":
+        # LangGraph builds the context as `TierRunContext(**context)` from whatever a caller
+        # passed to invoke / stream / the server: a misspelt field must get this message,
+        # not Python's "unexpected keyword argument".
+        unknown = sorted(set(kwargs) - {f.name for f in fields(cls)})
+        if unknown:
+            allowed = ", ".join(f.name for f in fields(cls))
+            raise ConfigError(f"unknown run-context fields {unknown}; allowed: {allowed}", source="run context")
+        return super().__new__(cls)
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,10 @@ The split follows what the caller should do about it:
 
 * ``ConfigError`` / ``MissingDependency`` / ``MissingCredential``: a developer or operator
   must change something (a file, an install, an environment variable). Never retried.
-* ``TierUnreachable``: the model endpoint did not answer (refused, timed out, 5xx). The
+* ``TierMisconfigured`` (a ``ConfigError``): the endpoint answered that the tier itself is
+  wrong (HTTP 404 for the model name, 401/403 for the key). Never a fallback: the next tier
+  would spend money on a call a config fix would have made cheap.
+* ``TierUnreachable``: the model endpoint did not answer (refused, timed out, 429, 5xx). The
   escalation engine treats it as a *fault* and falls through to the next tier.
 * ``InvalidModelOutput``: the model answered but the answer does not fit the contract
   (bad JSON, wrong schema, unknown tool). The verifier records it as a failed verdict.
@@ -18,6 +21,7 @@ __all__ = [
     "ConfigError",
     "MissingDependency",
     "MissingCredential",
+    "TierMisconfigured",
     "TierUnreachable",
     "InvalidModelOutput",
     "BudgetExceeded",
@@ -26,7 +30,22 @@ __all__ = [
 
 
 class TierflowError(Exception):
-    """Base class of every error tierflow raises on purpose."""
+    """Base class of every error tierflow raises on purpose.
+
+    Errors pickle by their message and attributes, not by calling the constructor again
+    (whose arguments differ per subclass): LangGraph's server and process pools move
+    exceptions between processes.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[TierflowError], args: tuple[object, ...], state: dict[str, object]) -> TierflowError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class ConfigError(TierflowError, ValueError):
@@ -64,12 +83,31 @@ class MissingCredential(TierflowError):
         )
 
 
-class TierUnreachable(TierflowError):
-    """The tier's endpoint did not answer in time or refused the call."""
+class TierMisconfigured(ConfigError):
+    """The tier's endpoint answered that the tier's own configuration is wrong.
 
-    def __init__(self, tier: str, reason: str) -> None:
+    `status` is the HTTP status (404: no such model there; 401/403: the key is refused).
+    `usage` is the ledger record of the rejected request: it reached the server.
+    """
+
+    def __init__(self, tier: str, status: int, message: str, *, usage: object | None = None) -> None:
+        self.tier = tier
+        self.status = status
+        self.usage = usage
+        ConfigError.__init__(self, message, source=f"tier '{tier}'")
+
+
+class TierUnreachable(TierflowError):
+    """The tier's endpoint did not answer in time, refused the call, or said "later" (429, 5xx).
+
+    `usage` is the ledger record of the request when it reached the server (a timeout, an
+    HTTP error); None when nothing was sent (a refused connection, a tier cooling down).
+    """
+
+    def __init__(self, tier: str, reason: str, *, usage: object | None = None) -> None:
         self.tier = tier
         self.reason = reason
+        self.usage = usage
         super().__init__(f"tier '{tier}' is unreachable: {reason}")
 
 

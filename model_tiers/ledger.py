@@ -35,6 +35,9 @@ class Usage(BaseModel):
     verdict: Verdict | None = None
     reason: str | None = None
     tokens_estimated: bool = False
+    # Why the call brought back no usable reply ("HTTP 429", "transport", "invalid output");
+    # None for a reply that parsed. A failed call is still a call: it is paid for.
+    error: str | None = None
 
     @classmethod
     def for_call(

@@ -16,53 +16,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
-from model_tiers.errors import InvalidModelOutput, TierflowError, TierUnreachable
+from model_tiers.errors import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable
 from model_tiers.ledger import Usage, estimate_tokens
-from model_tiers.providers import build_chat_model
+from model_tiers.provider_errors import classify_provider_error
+from model_tiers.providers import build_chat_model, key_env_of
+from model_tiers.secrets import redact, register_secrets_from_env
 from model_tiers.providers._tool_calling import ToolCallingChatModel, messages_as_text
 from model_tiers.spec import TierConfig, TierSpec
 from model_tiers.tool_selection import needs_selection, select_then_call
 
-__all__ = ["TierRegistry", "ModelReply", "is_unreachable_error"]
+__all__ = ["TierRegistry", "ModelReply"]
 
 OutputKind = Literal["text", "structured", "tools"]
-
-# Exception class names (anywhere in the MRO) that mean "the endpoint did not answer".
-# Matched by name so this module needs none of the optional provider packages.
-_UNREACHABLE_NAMES = frozenset(
-    {
-        "ConnectError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "WriteTimeout",
-        "PoolTimeout",
-        "TimeoutException",
-        "RemoteProtocolError",
-        "APIConnectionError",
-        "APITimeoutError",
-        "InternalServerError",
-        "ServiceUnavailableError",
-        "NotFoundError",
-    }
-)
-
-
-def is_unreachable_error(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & _UNREACHABLE_NAMES:
-        return True
-    # The ollama client raises ResponseError with the HTTP status for server-side failures.
-    status = getattr(exc, "status_code", None)
-    return "ResponseError" in names and isinstance(status, int) and (status >= 500 or status == 404)
-
+# Providers behind a server, whose outages last beyond one request (so a cool-down pays).
+_SERVED_PROVIDERS = frozenset({"openai", "ollama"})
 
 @dataclass(frozen=True)
 class ModelReply:
@@ -91,6 +65,20 @@ def _message_usage(spec: TierSpec, message: AIMessage, prompt: Sequence[BaseMess
     )
 
 
+def _failed_call_usage(spec: TierSpec, prompt: Sequence[BaseMessage], started: float, error: str) -> Usage:
+    """The ledger record of a request that reached the server but brought back no reply
+    to read (an HTTP error, a timeout, an unreadable body): the prompt's tokens, estimated,
+    are what a provider may bill, and what a budget must see."""
+    return Usage.for_call(
+        spec,
+        input_tokens=estimate_tokens(messages_as_text(prompt)),
+        output_tokens=0,
+        latency_s=time.perf_counter() - started,
+        tokens_estimated=True,
+        error=error,
+    )
+
+
 def _unparsed(spec: TierSpec, raw: Any, prompt: Sequence[BaseMessage], started: float, error: Any) -> InvalidModelOutput:
     """The reply had no usable structured output: a model error that still cost tokens."""
     message = raw if isinstance(raw, AIMessage) else AIMessage(content=str(raw))
@@ -99,9 +87,32 @@ def _unparsed(spec: TierSpec, raw: Any, prompt: Sequence[BaseMessage], started: 
     reason = error or (
         "no structured output in the reply" + (" (cut off at the output-token limit)" if finish == "length" else "")
     )
-    return InvalidModelOutput(
-        spec.name, str(reason)[:500], raw=text[:2000], usage=_message_usage(spec, message, prompt, time.perf_counter() - started)
-    )
+    usage = _message_usage(spec, message, prompt, time.perf_counter() - started).model_copy(update={"error": "invalid output"})
+    return InvalidModelOutput(spec.name, redact(str(reason)[:500]), raw=redact(text[:2000]), usage=usage)
+
+
+def _invalid_calls_reason(message: AIMessage) -> str:
+    bad = message.invalid_tool_calls[0]
+    return f"the tool call '{bad.get('name')}' has arguments that are not valid JSON: {str(bad.get('args'))[:200]!r}"
+
+
+def _validated(
+    spec: TierSpec, schema: type[BaseModel], data: Any, raw: Any, prompt: Sequence[BaseMessage], started: float
+) -> BaseModel:
+    """`data` as an instance of `schema`, where it is one: a reply that names fields the
+    schema does not have is a wrong answer (`{"delete_all_orders": true}` must not pass
+    as "every optional field absent"), and so is one that does not validate."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump()
+    if isinstance(data, Mapping):
+        known = {f.alias or name for name, f in schema.model_fields.items()} | set(schema.model_fields)
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown and schema.model_config.get("extra") != "allow":
+            raise _unparsed(spec, raw, prompt, started, f"the reply has fields the schema does not define: {unknown}")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        raise _unparsed(spec, raw, prompt, started, err) from err
 
 
 class TierRegistry:
@@ -113,7 +124,11 @@ class TierRegistry:
         self._models: dict[str, BaseChatModel] = {}
         self._slots = {t.name: threading.BoundedSemaphore(t.max_concurrency) for t in config.tiers}
         self._runnables: dict[tuple[Any, ...], Runnable[Any, Any]] = {}
+        # tier -> (monotonic deadline, why): a tier cooling down after an outage.
+        self._cooldowns: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
+        # Every key a tier reads is masked wherever tierflow prints or stores text.
+        register_secrets_from_env({v for t in config.tiers if (v := key_env_of(t))}, self._env)
 
     def with_config(self, config: TierConfig) -> "TierRegistry":
         """A registry for the same tiers under other policies (a run context's overrides).
@@ -129,6 +144,7 @@ class TierRegistry:
         other._models = self._models
         other._slots = self._slots
         other._runnables = self._runnables
+        other._cooldowns = self._cooldowns
         other._lock = self._lock
         return other
 
@@ -158,23 +174,62 @@ class TierRegistry:
         tools: Sequence[Any] | None = None,
         tool_choice: str | None = "auto",
     ) -> ModelReply:
-        """One accounted call. `schema` -> a validated instance; `tools` -> tool calls; else text."""
+        """One accounted call. `schema` -> a validated instance; `tools` -> tool calls; else text.
+
+        Raises `TierUnreachable` (fall back), `TierMisconfigured` (fix the tier) or
+        `InvalidModelOutput` (the model's mistake); each carries the `Usage` of the request
+        when one reached the server, so the ledger holds every call that was made.
+        """
         spec = self.spec(tier)
+        self._check_cooldown(spec)
         model = self.model(tier)
         started = time.perf_counter()
         with self._slots[tier]:
             try:
                 value, message = self._invoke(spec, model, list(messages), schema, tools, tool_choice, started)
+            except InvalidModelOutput as err:
+                if err.usage is None:
+                    err.usage = _failed_call_usage(spec, messages, started, "invalid output")
+                raise
             except TierflowError:
                 raise
             except Exception as exc:
-                if is_unreachable_error(exc):
-                    raise TierUnreachable(tier, f"{type(exc).__name__}: {exc}") from exc
-                if isinstance(exc, (ValidationError, json.JSONDecodeError, ValueError, KeyError)):
-                    raise InvalidModelOutput(tier, f"{type(exc).__name__}: {exc}") from exc
-                raise
+                typed = self._classified(spec, exc, messages, started)
+                if typed is exc:
+                    raise
+                raise typed from exc
         usage = _message_usage(spec, message, messages, time.perf_counter() - started)
         return ModelReply(value=value, message=message, usage=usage)
+
+    def _classified(self, spec: TierSpec, exc: Exception, messages: Sequence[BaseMessage], started: float) -> Exception:
+        """The typed error for a provider exception (or the exception itself: a bug)."""
+        failure = classify_provider_error(spec, exc, key_env=key_env_of(spec))
+        if failure is None:
+            if isinstance(exc, (ValidationError, json.JSONDecodeError, OutputParserException)):
+                # The server answered with something no parser could read.
+                usage = _failed_call_usage(spec, messages, started, "invalid output")
+                return InvalidModelOutput(spec.name, redact(f"{type(exc).__name__}: {exc}")[:500], usage=usage)
+            if spec.provider == "embedded" and isinstance(exc, ValueError) and "context window" in str(exc):
+                return TierUnreachable(spec.name, f"the request does not fit this tier: {exc}")
+            return exc
+        label = f"HTTP {failure.status}" if failure.status else "transport"
+        usage = _failed_call_usage(spec, messages, started, label) if failure.reached_server else None
+        if failure.kind == "config":
+            return TierMisconfigured(spec.name, failure.status or 0, failure.message, usage=usage)
+        if failure.kind == "unavailable" and spec.cooldown_s > 0 and spec.provider in _SERVED_PROVIDERS:
+            with self._lock:
+                self._cooldowns[spec.name] = (time.monotonic() + spec.cooldown_s, failure.message)
+        return TierUnreachable(spec.name, failure.message, usage=usage)
+
+    def _check_cooldown(self, spec: TierSpec) -> None:
+        with self._lock:
+            entry = self._cooldowns.get(spec.name)
+            if entry is not None and entry[0] <= time.monotonic():
+                del self._cooldowns[spec.name]
+                entry = None
+        if entry is not None:
+            left = entry[0] - time.monotonic()
+            raise TierUnreachable(spec.name, f"cooling down for {left:.0f}s more after: {entry[1]}")
 
     def _bound(self, key: tuple[Any, ...], build: Callable[[], Runnable[Any, Any]]) -> Runnable[Any, Any]:
         # Binding a schema or tools builds a runnable; once per (tier, schema) is enough.
@@ -185,11 +240,16 @@ class TierRegistry:
             return runnable
 
     def _structured_runnable(self, spec: TierSpec, model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, Any]:
+        # The schema goes to the provider as a JSON-schema dict, not the pydantic class:
+        # with a class, langchain-openai parses inside the client call, and a reply that
+        # does not validate raises there with its raw message (and its usage) lost.
         method = spec.capabilities.structured_output
-        return self._bound(
-            (spec.name, "structured", schema, method),
-            lambda: model.with_structured_output(schema, method=method, include_raw=True),
-        )
+
+        def bind() -> Runnable[Any, Any]:
+            as_dict = convert_to_openai_tool(schema) if method == "function_calling" else schema.model_json_schema()
+            return model.with_structured_output(as_dict, method=method, include_raw=True)
+
+        return self._bound((spec.name, "structured", schema, method), bind)
 
     def _forced_call(
         self, spec: TierSpec, model: BaseChatModel, schema: type[BaseModel], messages: list[BaseMessage], started: float
@@ -206,12 +266,11 @@ class TierRegistry:
 
         runnable = self._bound((spec.name, "forced", schema), bind)
         raw = runnable.invoke(messages)
+        if isinstance(raw, AIMessage) and raw.invalid_tool_calls and not raw.tool_calls:
+            raise _unparsed(spec, raw, messages, started, _invalid_calls_reason(raw))
         if not isinstance(raw, AIMessage) or not raw.tool_calls:
             raise _unparsed(spec, raw, messages, started, None)
-        try:
-            return schema.model_validate(raw.tool_calls[0]["args"]), raw
-        except ValidationError as err:
-            raise _unparsed(spec, raw, messages, started, err) from err
+        return _validated(spec, schema, raw.tool_calls[0]["args"], raw, messages, started), raw
 
     def _invoke(
         self,
@@ -228,9 +287,11 @@ class TierRegistry:
                 return self._forced_call(spec, model, schema, messages, started)
             out = self._structured_runnable(spec, model, schema).invoke(messages)
             raw = out["raw"]
+            if isinstance(raw, AIMessage) and raw.invalid_tool_calls and not raw.tool_calls:
+                raise _unparsed(spec, raw, messages, started, _invalid_calls_reason(raw))
             if out.get("parsing_error") is not None or out.get("parsed") is None:
                 raise _unparsed(spec, raw, messages, started, out.get("parsing_error"))
-            return out["parsed"], raw
+            return _validated(spec, schema, out["parsed"], raw, messages, started), raw
 
         if schema is not None:
             return structured(model, schema, messages)
@@ -240,6 +301,9 @@ class TierRegistry:
             if spec.capabilities.tool_choice == "named" and needs_selection(tools, tool_choice):
                 return select_then_call(model, messages, tools, tool_choice, structured)
             message = model.bind_tools(list(tools), tool_choice=tool_choice).invoke(messages)
+            if message.invalid_tool_calls:
+                # A call whose arguments are not JSON is a wrong answer, not "no call".
+                raise _unparsed(spec, message, messages, started, _invalid_calls_reason(message))
             return list(message.tool_calls), message
         message = model.invoke(messages)
         text = message.content if isinstance(message.content, str) else json.dumps(message.content)

@@ -66,6 +66,10 @@ class TierSpec(_Strict):
     price_output_per_mtok: float = Field(default=0.0, ge=0)
     capabilities: Capabilities = Capabilities()
     max_concurrency: int = Field(default=4, gt=0)
+    # After a rate limit, a 5xx, a timeout or a refused connection, calls to this tier fail
+    # over at once, without a request, for this long (as LiteLLM's router cools a
+    # deployment down). 0 turns it off.
+    cooldown_s: float = Field(default=10.0, ge=0)
     # Provider-specific settings (n_ctx / n_threads for embedded, replies for scripted...).
     options: dict[str, Any] = Field(default_factory=dict)
     # A LoRA adapter (GGUF, as `tierflow finetune` writes) applied to `model`; embedded only.

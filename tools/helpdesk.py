@@ -14,7 +14,6 @@ threads, and opening one on a local file costs microseconds.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from langchain_core.tools import InjectedToolArg, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_tiers.errors import TierflowError
+from model_tiers.home import corrupt_database_message, home_path
 
 __all__ = [
     "TicketStatus",
@@ -126,8 +126,7 @@ class FiledTicket(BaseModel):
 
 def default_helpdesk_path() -> Path:
     """``$TIERFLOW_HOME/helpdesk.sqlite``, else ``./.tierflow/helpdesk.sqlite``."""
-    home = os.environ.get("TIERFLOW_HOME", "").strip()
-    return (Path(home).expanduser() if home else Path.cwd() / ".tierflow") / "helpdesk.sqlite"
+    return home_path() / "helpdesk.sqlite"
 
 
 def _utc_now() -> datetime:
@@ -172,6 +171,12 @@ class Helpdesk:
         except sqlite3.Error as err:
             raise HelpdeskError(f"cannot open the helpdesk database {self._path}: {err}") from err
 
+    def open(self) -> "Helpdesk":
+        """Create or check the database now (graphs call it when their resources open, so a
+        corrupt file is reported before any model call is paid for)."""
+        self._ensure_schema()
+        return self
+
     def _ensure_schema(self) -> None:
         if self._ready:
             return
@@ -179,24 +184,32 @@ class Helpdesk:
             if self._ready:
                 return
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._raw_connection()) as conn:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > _SCHEMA_VERSION:
-                    raise HelpdeskError(
-                        f"the helpdesk database {self._path} has schema version {version}, newer than "
-                        f"this tierflow ({_SCHEMA_VERSION}): upgrade tierflow or use another file"
-                    )
-                # WAL lets readers proceed while another process files a ticket.
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in _SCHEMA_STATEMENTS:
-                        conn.execute(statement)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            try:
+                self._create_schema()
+            except sqlite3.DatabaseError as err:
+                if isinstance(err, sqlite3.OperationalError):
+                    raise  # locked, full disk, permissions: not a damaged file
+                raise HelpdeskError(corrupt_database_message(self._path, err, what="helpdesk database")) from None
             self._ready = True
+
+    def _create_schema(self) -> None:
+        with closing(self._raw_connection()) as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise HelpdeskError(
+                    f"the helpdesk database {self._path} has schema version {version}, newer than "
+                    f"this tierflow ({_SCHEMA_VERSION}): upgrade tierflow or use another file"
+                )
+            # WAL lets readers proceed while another process files a ticket.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA_STATEMENTS:
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def file_ticket(
         self,

@@ -25,7 +25,6 @@ document without numbered paragraphs is chunked by blank-line-separated blocks.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_tiers.errors import TierflowError
+from model_tiers.home import home_path
 from tools.embeddings import DEFAULT_CONFIG as _WORDLLAMA_CONFIG
 from tools.embeddings import DEFAULT_DIM as _WORDLLAMA_DIM
 from tools.embeddings import embed
@@ -187,8 +187,7 @@ class WordLlamaEmbeddingFunction(EmbeddingFunction[Documents]):
 
 def default_kb_path() -> Path:
     """``$TIERFLOW_HOME/kb``, else ``./.tierflow/kb`` (resolved when called)."""
-    home = os.environ.get("TIERFLOW_HOME", "").strip()
-    return (Path(home).expanduser() if home else Path.cwd() / ".tierflow") / "kb"
+    return home_path() / "kb"
 
 
 def _split_front_matter(text: str, source: Path) -> tuple[dict[str, str], list[str], int]:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evals.evaluators.base import EvaluationResult
-from model_tiers import ConfigError, TierflowError
+from model_tiers import ConfigError, TierflowError, redact
 
 __all__ = [
     "ChatTurn",
@@ -108,6 +108,9 @@ class CaseRecord(BaseModel):
     # Interrupts the suite answered for the harness (payload and answer), in order.
     answered: list[dict[str, Any]] = Field(default_factory=list)
     error: str | None = None
+    # For status "error": "configuration" (a tier the server refused: fix the tiers file),
+    # "bug" (a check, tool or action crashed), or None (the harness could not run the case).
+    error_kind: Literal["configuration", "bug"] | None = None
     recorded_at: str = Field(default_factory=utc_now)
 
     @property
@@ -233,7 +236,8 @@ class ResultStore:
         return records
 
     def append(self, record: CaseRecord) -> None:
-        line = record.model_dump_json() + "\n"
+        # A provider's error text may echo a key (a proxy's 401 body): nothing secret on disk.
+        line = redact(record.model_dump_json()) + "\n"
         path = self.results_file(record.policy)
         with self._lock, path.open("a", encoding="utf-8") as out:
             out.write(line)

@@ -43,6 +43,7 @@ from evals.evaluators.base import EvaluationError, run_evaluator
 from evals.harness.policies import Policy
 from evals.harness.records import AttemptTrace, CaseRecord, ChatTurn, ResultStore, StepTrace
 from evals.harness.suite import GraphOutcome, Suite
+from model_tiers import ConfigError
 
 __all__ = ["PromptRecorder", "RunCounts", "build_step_traces", "run_case", "run_cases", "to_chat_turns", "jsonable"]
 
@@ -221,13 +222,19 @@ def run_case(
         _forget_thread(graph, thread_id)
     wall = time.perf_counter() - started
 
+    error_kind: str | None = None
     if error is not None:
         status = "error"
     elif interrupt is not None:
         status = "needs_human"
     else:
         status = str(values.get("status") or "error")
-        if status not in ("done", "failed", "stopped", "rejected"):
+        failure = values.get("failure") or {}
+        if status == "error":
+            # The run stopped on a misconfigured tier or a crashed check or tool.
+            error_kind = failure.get("kind")
+            error = "\n".join(str(p) for p in (failure.get("reason"), failure.get("traceback")) if p) or "the run ended in an error"
+        elif status not in ("done", "failed", "stopped", "rejected"):
             error, status = f"the graph ended with status '{status}' and no interrupt", "error"
 
     outcome = GraphOutcome(status=status, values=values, interrupt=interrupt, error=error, resources=resources)  # type: ignore[arg-type]
@@ -253,6 +260,7 @@ def run_case(
         interrupt=interrupt,
         answered=answered,
         error=error,
+        error_kind=error_kind,
     )
 
 
@@ -324,6 +332,10 @@ def run_cases(
     def work(policy: Policy, case: Case[Any, Any]) -> CaseRecord:
         record = run_case(graph, suite, policy, case, kinds=kinds, resources=resources)
         store.append(record)
+        if record.error_kind == "configuration":
+            # Every other case would fail the same way (and the next tier would not be
+            # tried): stop the eval with what to fix. --retry-errors reruns this case.
+            raise ConfigError(f"case {case.id} under policy {policy.name}: {record.error}")
         with lock:
             counts.ran += 1
             counts.statuses[record.status] = counts.statuses.get(record.status, 0) + 1

@@ -12,21 +12,31 @@ from collections.abc import Mapping
 from langchain_core.language_models import BaseChatModel
 
 from model_tiers.errors import ConfigError, MissingCredential, MissingDependency
+from model_tiers.secrets import register_secret
 from model_tiers.spec import TierSpec
 
-__all__ = ["build_chat_model", "DEFAULT_OLLAMA_URL", "api_key_for"]
+__all__ = ["build_chat_model", "DEFAULT_OLLAMA_URL", "api_key_for", "key_env_of"]
 
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 
 
+def key_env_of(spec: TierSpec) -> str | None:
+    """The environment variable an `openai` tier reads its key from (None: it sends none)."""
+    if spec.provider != "openai":
+        return None
+    var = "OPENAI_API_KEY" if spec.api_key_env is None else spec.api_key_env
+    return var or None
+
+
 def api_key_for(spec: TierSpec, env: Mapping[str, str]) -> str:
     """The key an `openai` tier sends. `api_key_env = ""` declares a keyless local server."""
-    var = "OPENAI_API_KEY" if spec.api_key_env is None else spec.api_key_env
-    if var == "":
+    var = key_env_of(spec)
+    if var is None:
         return "not-needed"
     key = env.get(var)
     if not key:
         raise MissingCredential(spec.name, var)
+    register_secret(key)
     return key
 
 

@@ -104,9 +104,23 @@ def test_unreachable_slm_falls_through_to_frontier():
     )
     out, _ = run(compile_toy(reg))
     assert out["status"] == "done"
-    assert verdicts(out)[:2] == [("0:classify", "slm", "fault"), ("0:classify", "frontier", "pass")]
+    # A refused connection sent no request, so it has no ledger row; the event says why.
+    assert verdicts(out)[:1] == [("0:classify", "frontier", "pass")]
     fault = [e for e in out["events"] if e["type"] == "fallback"]
-    assert fault and "unreachable" in fault[0]["reason"]
+    assert fault and "unreachable" in fault[0]["reason"] and fault[0]["from"] == "slm"
+
+
+def test_a_timed_out_request_is_in_the_ledger_and_falls_through():
+    reg, slm, top = registry(
+        {"classify": [TimeoutError("read timed out")], "extract": [OK_AMOUNT], "reply": [OK_REPLY]},
+        {"classify": [OK_LABEL]},
+    )
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "done"
+    # The request reached the server: it is paid for, with its prompt's tokens estimated.
+    assert verdicts(out)[:2] == [("0:classify", "slm", "fault"), ("0:classify", "frontier", "pass")]
+    row = out["ledger"][0]
+    assert row["error"] == "transport" and row["input_tokens"] > 0 and row["tokens_estimated"]
 
 
 def test_local_only_step_never_calls_the_frontier():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from model_tiers.errors import ConfigError
+from model_tiers.home import ENV_HOME, home_path
 from tools.datasets import dataset_file
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     "state_hash",
 ]
 
-DATA_HOME_ENV_VAR = "TIERFLOW_HOME"
+DATA_HOME_ENV_VAR = ENV_HOME
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -113,8 +114,7 @@ _ORDER_CORE_FIELDS = ("order_id", "user_id", "address", "items", "status", "fulf
 
 def data_home() -> Path:
     """tierflow's data folder: ``$TIERFLOW_HOME``, else ``./.tierflow``."""
-    configured = os.environ.get(DATA_HOME_ENV_VAR, "").strip()
-    return Path(configured).expanduser() if configured else Path(".tierflow")
+    return home_path()
 
 
 def default_retail_db_path() -> Path:
