@@ -113,7 +113,13 @@ def call_problem(functions: Sequence[Mapping[str, Any]], name: Any, args: Any) -
         return f"unknown function '{name}'; declared functions: {', '.join(declared) or 'none'}"
     if not isinstance(args, Mapping):
         return f"arguments of '{name}' must be a JSON object, got {type(args).__name__}"
-    validator = Draft202012Validator(declared[name].get("parameters") or {})
+    parameters = declared[name].get("parameters") or {}
+    props = parameters.get("properties")
+    if isinstance(props, Mapping) and parameters.get("additionalProperties") is not True:
+        unknown = sorted(str(k) for k in args if k not in props)
+        if unknown:
+            return f"{unknown} are not parameters of '{name}'; it takes: {', '.join(props) or 'none'}"
+    validator = Draft202012Validator(parameters)
     errors = sorted(validator.iter_errors(dict(args)), key=lambda e: (len(e.path), list(map(str, e.path))))
     if not errors:
         return None

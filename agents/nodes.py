@@ -239,8 +239,13 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
                 if calls:
                     value = {"name": calls[0]["name"], "args": calls[0]["args"]}
                 elif spec.may_decline:
-                    text = reply.message.content
-                    value = {"name": None, "args": None, "reply": text if isinstance(text, str) else json.dumps(text)}
+                    content = reply.message.content
+                    text = content if isinstance(content, str) else json.dumps(content)
+                    if text.lstrip().startswith(("{", "[")):
+                        # JSON where a call was due is a call the model wrote as text (or
+                        # broke), not a decision to make none.
+                        raise InvalidModelOutput(tier, "the reply is JSON text, not a tool call nor a plain-text decline", raw=text[:2000], usage=reply.usage)
+                    value = {"name": None, "args": None, "reply": text}
                 else:
                     raise InvalidModelOutput(tier, "the reply contains no tool call", usage=reply.usage)
             else:

@@ -60,6 +60,9 @@ def _tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], servi
     tool = resolve_tools[name]
     schema = getattr(tool, "args_schema", None)
     if isinstance(schema, type) and issubclass(schema, BaseModel):
+        unknown = sorted(str(k) for k in (value.get("args") or {}) if k not in schema.model_fields)
+        if unknown and schema.model_config.get("extra") != "allow":
+            return f"{unknown} are not arguments of '{name}'; it takes: {', '.join(schema.model_fields) or 'none'}"
         try:
             schema.model_validate(value.get("args") or {})
         except ValidationError as err:

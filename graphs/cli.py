@@ -193,6 +193,20 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gc(args: argparse.Namespace) -> int:
+    from graphs.retention import parse_age, prune_checkpoints
+
+    report = prune_checkpoints(
+        data_dir() / "checkpoints.sqlite",
+        older_than_s=parse_age(args.older_than) if args.older_than else None,
+        keep_threads=args.keep_threads,
+        keep_history=args.keep_history,
+        dry_run=args.dry_run,
+    )
+    console.print(report.line(), highlight=False)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("run", help="run a graph on one request (checkpointed, resumable)")
     p.add_argument("graph", help=f"one of: {', '.join(graph_names())}")
@@ -210,4 +224,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--docs", help="folder of policy markdown files (default: the corpus shipped in tools/policies)")
     p.add_argument("--kb", help="knowledge-base folder (default: $TIERFLOW_HOME/kb)")
     p.set_defaults(handler=_ingest)
+    p = subparsers.add_parser("gc", help="prune old checkpoints and threads from $TIERFLOW_HOME/checkpoints.sqlite")
+    p.add_argument("--older-than", metavar="AGE", help="delete threads last active longer ago than AGE (30d, 12h, 2w)")
+    p.add_argument("--keep-threads", type=int, metavar="N", help="keep only the N most recently active threads")
+    p.add_argument(
+        "--keep-history", type=int, default=1, metavar="K",
+        help="checkpoints kept per thread, latest first (default 1: what get_state and --resume read)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
+    p.set_defaults(handler=_gc)
     register_studio(subparsers)

@@ -205,7 +205,8 @@ def load_tier_config(
         source = str(file_path)
     env_data = _apply_env(data, env)
     if env_data != data:
-        source = f"{source} + env"
+        used = [v for v in ("OPENAI_BASE_URL", "OLLAMA_HOST", ENV_POLICY) if env.get(v)]
+        source = f"{source} + env ({', '.join(used)})"
     config = config_from_mapping(env_data, source=source)
     return apply_run_context(config, context) if context is not None else config
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -94,6 +95,15 @@ def _unparsed(spec: TierSpec, raw: Any, prompt: Sequence[BaseMessage], started: 
 def _invalid_calls_reason(message: AIMessage) -> str:
     bad = message.invalid_tool_calls[0]
     return f"the tool call '{bad.get('name')}' has arguments that are not valid JSON: {str(bad.get('args'))[:200]!r}"
+
+
+def _strict_json(spec: TierSpec, raw: Any, prompt: Sequence[BaseMessage], started: float) -> Any:
+    text = raw.content if isinstance(raw, AIMessage) and isinstance(raw.content, str) else ""
+    fenced = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, flags=re.S)
+    try:
+        return json.loads(fenced.group(1) if fenced else text)
+    except json.JSONDecodeError as err:
+        raise _unparsed(spec, raw, prompt, started, f"the reply is not valid JSON ({err.msg} at offset {err.pos})") from None
 
 
 def _validated(
@@ -221,6 +231,12 @@ class TierRegistry:
                 self._cooldowns[spec.name] = (time.monotonic() + spec.cooldown_s, failure.message)
         return TierUnreachable(spec.name, failure.message, usage=usage)
 
+    def cooldown_left(self, tier: str) -> float:
+        """Seconds before `tier` is sent requests again after an outage (0: it is not cooling down)."""
+        with self._lock:
+            entry = self._cooldowns.get(tier)
+        return max(0.0, entry[0] - time.monotonic()) if entry else 0.0
+
     def _check_cooldown(self, spec: TierSpec) -> None:
         with self._lock:
             entry = self._cooldowns.get(spec.name)
@@ -291,7 +307,12 @@ class TierRegistry:
                 raise _unparsed(spec, raw, messages, started, _invalid_calls_reason(raw))
             if out.get("parsing_error") is not None or out.get("parsed") is None:
                 raise _unparsed(spec, raw, messages, started, out.get("parsing_error"))
-            return _validated(spec, schema, out["parsed"], raw, messages, started), raw
+            parsed = out["parsed"]
+            if spec.capabilities.structured_output != "function_calling":
+                # LangChain's JSON parser completes a truncated object; a reply cut off
+                # mid-value is not an answer, so the text must parse as it is.
+                parsed = _strict_json(spec, raw, messages, started)
+            return _validated(spec, schema, parsed, raw, messages, started), raw
 
         if schema is not None:
             return structured(model, schema, messages)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 __all__ = ["MASK", "register_secret", "register_secrets_from_env", "redact", "redact_value", "redact_exception"]
 
-MASK = "[redacted]"
+MASK = "<redacted>"
 
 # Shorter values are not masked as secrets: masking "abc" everywhere would garble text,
 # and no real API key is that short.
@@ -33,7 +33,7 @@ _SHAPES = (
     # key=value or "key": "value" pairs whose name says what the value is.
     re.compile(
         r"""(?ix)\b((?:api[_-]?key|access[_-]?token|auth[_-]?token|x-api-key|authorization)
-        ["']?\s*[:=]\s*["']?)(?!\[redacted\]|bearer\s)[^\s"',;}&]{8,}"""
+        ["']?\s*[:=]\s*["']?)(?!<redacted>|bearer\s)[^\s"',;}&]{8,}"""
     ),
 )
 

@@ -30,7 +30,8 @@ def test_arguments_are_validated_against_the_tool_schema():
     book = OrderBook()
     reg, _, _ = registry({"handle": [tool_call("lookup", {"id": 3}), tool_call("lookup", {"order_id": "#W1"})]}, {})
     out = compile_tools(book, reg).invoke({"request": "where is #W1"}, CONFIG)
-    assert "arguments of 'lookup' are invalid" in out["ledger"][0]["reason"]
+    # An argument the tool does not take is named, with what it does take.
+    assert "['id'] are not arguments of 'lookup'; it takes: order_id" in out["ledger"][0]["reason"]
     assert out["status"] == "done"
 
 

@@ -130,3 +130,45 @@ def test_answers_take_bare_words_or_json_and_anything_else_is_a_clear_error():
     assert parse_answer('{"action": "edit", "value": {"amount": "12"}}') == {"action": "edit", "value": {"amount": "12"}}
     with pytest.raises(ConfigError, match=r"--answer: the answer '\{bad json' is neither a known word nor JSON .*approve, reject, yes, no"):
         parse_answer("{bad json")
+
+
+def _corrupt(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a database, just bytes" * 100)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("home is a file", "is a file, not a folder"),
+        ("corrupt checkpoints", "checkpoint database"),
+        ("corrupt helpdesk", "helpdesk database"),
+        ("resume a thread that never ran", "has nothing to resume"),
+        ("unknown policy in the environment", "TIERFLOW_POLICY"),
+    ],
+)
+def test_bad_environments_get_one_clear_line_and_exit_2(cli_env, tmp_path, case, expected):
+    """The bad-input corpus: never a traceback, always what is wrong and what to do."""
+    env = dict(cli_env)
+    home = Path(env["TIERFLOW_HOME"])
+    args = ["run", "ticket_triage", "--input", MESSAGE]
+    if case == "home is a file":
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.write_text("not a folder")
+    elif case == "corrupt checkpoints":
+        _corrupt(home / "checkpoints.sqlite")
+    elif case == "corrupt helpdesk":
+        _corrupt(home / "helpdesk.sqlite")
+    elif case == "resume a thread that never ran":
+        args = ["run", "ticket_triage", "--thread", "never-ran", "--resume", "--answer", "yes"]
+    else:
+        env["TIERFLOW_POLICY"] = "cheapest-please"
+    res = tierflow(env, *args)
+    printed = res.stdout + res.stderr
+    assert "Traceback" not in printed, printed
+    assert res.returncode == 2, printed
+    assert expected in res.stderr.replace("\n", " "), res.stderr
+    if case.startswith("corrupt"):
+        assert "mv '" in res.stderr and ".corrupt-" in res.stderr  # how to move it aside
+        assert "verified" not in res.stdout  # nothing ran, so no model call was paid for
