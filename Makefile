@@ -33,6 +33,7 @@ bench: setup
 	$(PY) -m evals.bench.embedded
 	$(PY) -m evals.bench.openmp
 	$(PY) -m evals.bench.triage_messages
+	$(PY) -m evals.bench.checkpoint_growth
 	$(PY) -m evals.bench.finetune
 
 doctor: setup

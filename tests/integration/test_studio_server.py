@@ -256,3 +256,18 @@ def test_escalation_ends_in_a_human_review_that_a_command_resumes(studio: Studio
     assert ledger_sizes == sorted(ledger_sizes)  # the ledger only grows
     assert ledger_sizes[-1] == len(out["ledger"])
 
+
+
+def test_a_bad_context_value_gets_tierflows_message_through_the_server(studio: Studio) -> None:
+    """An unknown context *field* never reaches the graph on the server: langgraph_api drops
+    keys its context schema does not list (with a debug log line). A bad *value* does, and
+    the caller gets tierflow's message, which names the field and the allowed values."""
+    thread = studio.new_thread()
+    try:
+        out = studio.client.runs.wait(thread, "ticket_triage", input={"request": DECLINED}, context={"policy": "cheapest"})
+        text = json.dumps(out, default=str)
+    except Exception as err:  # the SDK raises the run's error; its text is what a caller sees
+        text = str(err)
+    assert "run context" in text and "policy" in text and "all-frontier" in text, text
+    dropped = studio.client.runs.wait(studio.new_thread(), "ticket_triage", input={"request": DECLINED}, context={"bogus_field": 1})
+    assert dropped["status"] == "done"

@@ -193,3 +193,19 @@ def test_unknown_run_context_fields_get_tierflows_message_on_direct_invoke() -> 
     graph = compile_toy(reg)
     with pytest.raises(ConfigError, match=r"unknown run-context fields \['bogus_field'\]; allowed: policy"):
         graph.invoke({"request": "refund 12 EUR"}, context={"bogus_field": 1})
+
+
+def test_a_failed_task_is_stored_by_langgraph_with_its_secrets_masked() -> None:
+    """An unclassified provider exception is a bug: it raises out of the node, and LangGraph
+    writes the task's error into the checkpoint. The key it quotes must not be in there."""
+    secret = "sk-task-error-" + "9" * 20
+    register_secret(secret)
+    saver = InMemorySaver()
+    reg, _, _ = registry({"classify": [RuntimeError(f"proxy echoed Authorization: Bearer {secret}")]}, {})
+    graph = compile_toy(reg, checkpointer=saver)
+    config = {"configurable": {"thread_id": "bug"}}
+    with pytest.raises(RuntimeError) as caught:
+        graph.invoke({"request": "refund 12 EUR"}, config)
+    assert secret not in str(caught.value)
+    stored = repr(list(saver.storage.items())) + repr(list(saver.writes.items()))
+    assert "proxy echoed" in stored and secret not in stored
