@@ -15,7 +15,7 @@ import ollama
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from model_tiers import TierRegistry, TierUnreachable, Usage
+from model_tiers import TierMisconfigured, TierRegistry, Usage
 from tests.integration.provider_probes import TOOLS, TicketTriage, lookup_order
 from tests.servers.process import ServerProcess
 
@@ -113,10 +113,11 @@ def test_streaming(registry: TierRegistry) -> None:
     assert 0 < total.usage_metadata["output_tokens"] <= 64
 
 
-def test_unknown_model_is_unreachable(ollama_server: ServerProcess, make_tier_config: Any) -> None:
+def test_unknown_model_is_a_configuration_error_not_a_fallback(ollama_server: ServerProcess, make_tier_config: Any) -> None:
     registry = TierRegistry(make_tier_config(ollama_tier(ollama_server, "no-such-model:7b")))
-    with pytest.raises(TierUnreachable, match="not found"):
+    with pytest.raises(TierMisconfigured, match="has no model 'no-such-model:7b' .*HTTP 404") as caught:
         registry.call("local", [HumanMessage("hello")])
+    assert caught.value.status == 404 and registry.cooldown_left("local") == 0
 
 
 # -- the ollama client directly -----------------------------------------------------------------
