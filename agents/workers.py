@@ -17,7 +17,7 @@ __all__ = [
     "classifier",
     "extractor",
     "tool_caller",
-    "responder",
+    "writer",
     "action",
     "label_model",
     "grounded_in_request",
@@ -238,7 +238,7 @@ def tool_caller(
     )
 
 
-def responder(
+def writer(
     name: str,
     *,
     schema: type[BaseModel],
@@ -247,7 +247,8 @@ def responder(
     checks: Iterable[Check] = (),
     judge: bool = False,
 ) -> StepSpec:
-    """The reply to the customer (role `respond`), grounded in earlier verified results."""
+    """A written answer (role `respond`: a reply to the customer, a summary), grounded in earlier
+    verified results. Not the engine's `responder` node, which ends a run and calls no model."""
     return StepSpec(
         name=name,
         kind=StepKind.RESPOND,
@@ -262,7 +263,8 @@ def responder(
 
 def action(name: str, run: Callable[[StepInput], Any], *, checks: Iterable[Check] = ()) -> StepSpec:
     """Deterministic code as a step (retrieval, a fixed write): no model, still verified."""
-    return StepSpec(name=name, kind=StepKind.ACTION, role="tool", run=run, checks=tuple(checks))
+    # No model runs an action, so its role maps to no tier ("action" names what it is).
+    return StepSpec(name=name, kind=StepKind.ACTION, role="action", run=run, checks=tuple(checks))
 
 
 def default_plan(*steps: str) -> tuple[PlanItem, ...]:

@@ -37,7 +37,7 @@ from evals.datasets import Case
 from evals.datasets.cases import sample_rank
 from evals.harness.records import AttemptTrace, CaseRecord, ResultStore, RunFolderError, StepTrace
 from evals.harness.suite import Suite
-from graphs.catalog import load_graph_module
+from graphs.catalog import resolve_graph
 from model_tiers.errors import TierflowError
 from model_tiers.finetune.data import TrainingDataError, TrainingExample
 
@@ -185,7 +185,7 @@ def stratified_split(
 
 def step_of(graph: str, step: str) -> StepSpec:
     """The declared step `step` of graph `graph` (a clear error naming the graph's steps)."""
-    workflow = load_graph_module(graph).WORKFLOW
+    workflow = resolve_graph(graph).workflow
     for spec in workflow.all_steps:
         if spec.name == step:
             return spec

@@ -13,14 +13,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from evals.finetune import export_finetune
-from evals.harness.evaluate import EvalSettings, run_eval
-from evals.harness.policies import BASE_POLICIES, SWEEP, resolve_policies
-from evals.harness.report import EvalReport
-from evals.suites import get_suite, graphs_with_suites
+from evals.suites import graphs_with_suites
+from model_tiers import ConfigError
+
+# The eval stack is imported by the handlers, not here: `tierflow --help` and `tierflow run`
+# must not pay for it.
+if TYPE_CHECKING:
+    from evals.harness.report import EvalReport
+    from evals.harness.suite import Suite
 
 __all__ = ["register", "summary_table"]
 
@@ -55,8 +60,31 @@ def summary_table(report: EvalReport) -> Table:
     return table
 
 
+def _suite(args: argparse.Namespace) -> Suite:
+    """A case file given with --dataset makes its own suite; otherwise the graph's built-in one."""
+    from evals.casefile import TierJudge, casefile_suite, is_case_file, parse_grades
+    from evals.suites import get_suite
+    from graphs.catalog import resolve_graph
+
+    if args.dataset and is_case_file(args.dataset):
+        entry = resolve_graph(args.graph)
+        steps = [s.name for s in entry.workflow.all_steps]
+        return casefile_suite(args.graph, steps, args.dataset, grades=parse_grades(args.grade), judge=TierJudge(args.tiers))
+    if args.grade:
+        raise ConfigError("--grade applies to a case file (--dataset cases.jsonl or cases.csv with an 'input' field)")
+    if args.graph not in graphs_with_suites():
+        raise ConfigError(
+            f"'{args.graph}' has no built-in eval suite: give a case file, --dataset cases.jsonl "
+            "(one {\"input\": ..., \"expected\": {...}} per line; see README)"
+        )
+    return get_suite(args.graph, args.suite, args.dataset)
+
+
 def _eval(args: argparse.Namespace) -> int:
-    suite = get_suite(args.graph, args.suite, args.dataset)
+    from evals.harness.evaluate import EvalSettings, run_eval
+    from evals.harness.policies import resolve_policies
+
+    suite = _suite(args)
     policies = resolve_policies(
         args.policy, defaults=suite.default_policies, thresholds=suite.thresholds, on_top_failure=args.on_top_failure
     )
@@ -103,6 +131,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from evals.finetune import export_finetune
+
     summary = export_finetune(args.run_dir, args.out, require_correct=args.require_correct)
     by_node = ", ".join(f"{node}={n}" for node, n in sorted(summary.by_node.items())) or "none"
     console.print(f"wrote {summary.written} example(s) to {summary.path} ({by_node})", highlight=False)
@@ -119,12 +149,17 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("eval", help="compare routing policies on a graph's eval suite (cost, quality, latency)")
-    p.add_argument("graph", help=f"graph with an eval suite: {', '.join(graphs_with_suites())}")
-    p.add_argument("--dataset", help="dataset file (default: the suite's dataset under $TIERFLOW_DATASETS)")
+    p.add_argument("graph", help=f"a graph with a built-in suite ({', '.join(graphs_with_suites())}), or any graph (name or reference) with --dataset CASES")
+    p.add_argument("--dataset", help="dataset file (default: the suite's dataset under $TIERFLOW_DATASETS), or a case file (.jsonl / .csv with an 'input' field)")
+    p.add_argument(
+        "--grade", action="append", metavar="FIELD=KIND",
+        help="evaluator of a case-file field: exact, normalized, numeric[:TOL], set, subset, regex, json_schema, judge[:TIER]; "
+        "STEP/FIELD for a step's field (repeatable)",
+    )
     p.add_argument("--suite", help="suite name (default: picked from the dataset path, else the graph's first suite)")
     p.add_argument(
         "--policy", nargs="+", action="extend", metavar="P",
-        help=f"policies to compare: {', '.join(BASE_POLICIES)}, tiered-confX (confidence threshold X), {SWEEP} "
+        help="policies to compare: all-slm, all-frontier, tiered, tiered-confX (confidence threshold X), sweep "
         "(default: all-slm all-frontier tiered)",
     )
     p.add_argument("--limit", type=int, help="run a deterministic sample of N cases (stratified; see --seed)")

@@ -38,6 +38,9 @@ ROUTER = "router"
 _RESERVED = {ROUTER, DISPATCH, VERIFY, ACT, HUMAN_REVIEW, RESPONDER}
 # Transient storage contention is retried by LangGraph; model faults are the ladder's job.
 _MAX_CONTEXT_REGISTRIES = 64
+# Workflow -> its compiled graph, for servers that call a Workflow as a graph factory.
+_SERVED: dict[int, Any] = {}
+_SERVED_LOCK = threading.Lock()
 _STORAGE_RETRY = RetryPolicy(max_attempts=3, retry_on=(sqlite3.OperationalError,))
 
 
@@ -71,6 +74,21 @@ class Workflow:
             raise ValueError(f"default plan of '{self.name}' uses undeclared steps {unknown}")
         if any(s.executes_tools for s in self.steps) and self.toolbox is None:
             raise ValueError(f"workflow '{self.name}' has tool steps but no toolbox")
+
+    def compile(self, **kwargs: Any) -> Any:
+        """The compiled LangGraph graph (`build_graph`'s options: registry, tiers_file,
+        resources, checkpointer)."""
+        return build_graph(self, **kwargs)
+
+    def __call__(self) -> Any:
+        """The compiled graph, built once per process: a Workflow named in langgraph.json
+        is its own graph factory, so a user's file needs no `graph = ...` line (the LangGraph
+        server calls a factory per run and brings its own checkpointer)."""
+        with _SERVED_LOCK:
+            compiled = _SERVED.get(id(self))
+            if compiled is None:
+                compiled = _SERVED[id(self)] = build_graph(self)
+            return compiled
 
     @property
     def all_steps(self) -> tuple[StepSpec, ...]:

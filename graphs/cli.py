@@ -15,10 +15,10 @@ from typing import Any
 from langgraph.types import Command
 from rich.console import Console
 
-from graphs.catalog import graph_names, load_graph_module
+from graphs.catalog import SHIPPED_GRAPHS, GraphEntry, resolve_graph
 from graphs.studio import register as register_studio
 from graphs.run_output import clip, describe_event, final_panel, ledger_table, question_line, question_panel
-from model_tiers import ConfigError, TierRunContext, load_tier_config
+from model_tiers import ConfigError, TierRunContext, load_tier_config, summarize
 from model_tiers.home import corrupt_database_message, home_dir, write_crash_log
 
 __all__ = ["register", "data_dir", "read_input", "sqlite_checkpointer", "parse_answer"]
@@ -66,7 +66,7 @@ def sqlite_checkpointer(path: Path) -> Iterator[Any]:
         conn.close()
 
 
-def _stream(graph: Any, payload: Any, config: dict[str, Any], context: TierRunContext | None) -> None:
+def _stream(graph: Any, payload: Any, config: dict[str, Any], context: TierRunContext | None, out: Console) -> None:
     # "sync" durability: each step's checkpoint is on disk before the next step starts, so a
     # run killed at any point resumes from the step it was in.
     for mode, chunk in graph.stream(
@@ -75,7 +75,7 @@ def _stream(graph: Any, payload: Any, config: dict[str, Any], context: TierRunCo
         if mode == "custom" and isinstance(chunk, dict):
             line = describe_event(chunk)
             if line:
-                console.print(line, highlight=False)
+                out.print(line, highlight=False)
 
 
 def _pending_interrupt(graph: Any, config: dict[str, Any]) -> Any:
@@ -108,19 +108,19 @@ def parse_answer(text: str) -> Any:
         raise ConfigError(f"the answer {clip(word, 60)!r} is neither a known word nor JSON ({err.msg}); give {ANSWER_FORMS}", source="--answer") from None
 
 
-def _ask(question: Any) -> Any:
-    console.print(question_panel(question))
+def _ask(question: Any, out: Console) -> Any:
+    out.print(question_panel(question))
     while True:
-        text = console.input("answer: ").strip()
+        text = out.input("answer: ").strip()
         try:
             return parse_answer(text)
         except ConfigError as err:
-            console.print(f"[red]{err}[/red]", highlight=False)
+            out.print(f"[red]{err}[/red]", highlight=False)
 
 
-def _functions_payload(args: argparse.Namespace, module: Any) -> dict[str, Any]:
+def _functions_payload(args: argparse.Namespace, entry: GraphEntry) -> dict[str, Any]:
     """`--functions JSON|@FILE` for graphs whose requests carry the caller's functions."""
-    takes = module.WORKFLOW.takes_functions
+    takes = entry.workflow.takes_functions
     if args.functions is None:
         if takes:
             raise ConfigError(f"graph '{args.graph}' needs the functions it may call: --functions @FILE.json (a JSON list, OpenAI tool format)")
@@ -136,7 +136,9 @@ def _functions_payload(args: argparse.Namespace, module: Any) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    module = load_graph_module(args.graph)
+    entry = resolve_graph(args.graph)
+    # --json: stdout carries one JSON document and nothing else; progress goes to stderr.
+    out = Console(stderr=True) if args.json else console
     context = TierRunContext(
         policy=args.policy,
         max_frontier_calls=args.max_frontier_calls,
@@ -144,43 +146,70 @@ def _run(args: argparse.Namespace) -> int:
         on_budget_exhausted=args.on_budget,
     )
     tier_config = load_tier_config(args.tiers, context=context)
-    thread = args.thread or f"{args.graph}-{uuid.uuid4().hex[:8]}"
+    thread = args.thread or f"{entry.name}-{uuid.uuid4().hex[:8]}"
     config = {"configurable": {"thread_id": thread}}
     with sqlite_checkpointer(data_dir() / "checkpoints.sqlite") as saver:
-        graph = module.build(checkpointer=saver, tiers_file=args.tiers)
+        graph = entry.build(checkpointer=saver, tiers_file=args.tiers)
         if args.resume:
             if not graph.get_state(config).next:
                 raise ConfigError(f"thread '{thread}' has nothing to resume (finished, or never started)")
-            console.print(f"[bold]resuming[/bold] {args.graph} thread={thread}")
+            out.print(f"[bold]resuming[/bold] {entry.name} thread={thread}")
             payload: Any = Command(resume=parse_answer(args.answer)) if args.answer and _pending_interrupt(graph, config) is not None else None
         else:
             if args.input is None:
                 raise ConfigError("give the request with --input TEXT or --input @FILE (or --resume a thread)")
-            console.print(f"[bold]{args.graph}[/bold] thread={thread} policy={tier_config.policy}")
-            payload = {"request": read_input(args.input), **_functions_payload(args, module)}
-        _stream(graph, payload, config, context)
+            out.print(f"[bold]{entry.name}[/bold] thread={thread} policy={tier_config.policy}")
+            payload = {"request": read_input(args.input), **_functions_payload(args, entry)}
+        _stream(graph, payload, config, context, out)
         while (question := _pending_interrupt(graph, config)) is not None:
             if not sys.stdin.isatty():
                 resume = f"tierflow run {args.graph} --thread {thread} --resume"
-                console.print(f"[yellow]{question_line(question, resume)}[/yellow]", highlight=False)
+                out.print(f"[yellow]{question_line(question, resume)}[/yellow]", highlight=False)
+                if args.json:
+                    _print_json({"thread": thread, "status": "needs_human", "question": question, "resume": f"{resume} --answer ..."})
                 return 3
-            _stream(graph, Command(resume=_ask(question)), config, context)
+            _stream(graph, Command(resume=_ask(question, out)), config, context, out)
         state = graph.get_state(config).values
-    console.print(final_panel(state.get("final", {})))
-    ledger_table([u for u in state.get("ledger", []) if u.get("run_id") == state.get("run_id")], tier_config, console)
+    ledger = [u for u in state.get("ledger", []) if u.get("run_id") == state.get("run_id")]
+    out.print(final_panel(state.get("final", {})))
+    ledger_table(ledger, tier_config, out)
+    if args.json:
+        _print_json(_run_document(thread, state, ledger, tier_config))
     if state.get("status") == "error":
-        return _report_run_error(state.get("failure") or {}, thread)
+        return _report_run_error(state.get("failure") or {}, thread, out)
     return 0 if state.get("status") == "done" else 1
 
 
-def _report_run_error(failure: Mapping[str, Any], thread: str) -> int:
+def _run_document(thread: str, state: Mapping[str, Any], ledger: list[dict[str, Any]], tier_config: Any) -> dict[str, Any]:
+    """What `--json` prints: the run's end state, its ledger and its totals."""
+    totals = summarize(ledger, tier_config)
+    return {
+        "thread": thread,
+        "run_id": state.get("run_id"),
+        "status": state.get("status"),
+        "final": state.get("final", {}),
+        "results": state.get("results", {}),
+        "decided_by": state.get("decided_by", {}),
+        "failure": state.get("failure"),
+        "ledger": ledger,
+        "cost_usd": totals.cost_usd,
+        "all_frontier_cost_usd": totals.all_frontier_cost_usd,
+    }
+
+
+def _print_json(document: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _report_run_error(failure: Mapping[str, Any], thread: str, out: Console) -> int:
     """A run that stopped on a misconfigured tier (exit 2) or a crashed check or tool (1)."""
     if failure.get("kind") == "configuration":
         # Raised, so the command's guard prints it as every configuration error is printed.
         raise ConfigError(f"{failure.get('reason')} (the run's state is kept in thread '{thread}'; run again once it is fixed)")
     log = write_crash_log(str(failure.get("traceback") or failure.get("reason")), prefix="step-bug")
     where = f"; the traceback is in {log}" if log else ""
-    console.print(f"[red]error:[/red] step '{failure.get('step')}' stopped on a bug: {failure.get('reason')}{where}", highlight=False)
+    out.print(f"[red]error:[/red] step '{failure.get('step')}' stopped on a bug: {failure.get('reason')}{where}", highlight=False)
     return 1
 
 
@@ -209,7 +238,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("run", help="run a graph on one request (checkpointed, resumable)")
-    p.add_argument("graph", help=f"one of: {', '.join(graph_names())}")
+    p.add_argument("graph", help=f"a graph name ({', '.join(sorted(SHIPPED_GRAPHS))}, or one of the project's) or a reference: package.module:WORKFLOW, path/to/file.py:WORKFLOW")
     p.add_argument("--input", help="the request: TEXT, or @FILE to read it from a file")
     p.add_argument("--functions", help="the caller's functions (function_calling): a JSON list, or @FILE.json")
     p.add_argument("--thread", help="thread id (default: a new one); reuse it with --resume")
@@ -219,6 +248,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-frontier-calls", type=int, help="budget: frontier calls for this run")
     p.add_argument("--max-cost", type=float, help="budget: USD for this run")
     p.add_argument("--on-budget", choices=["stop", "interrupt", "cheaper_only"], help="what to do when a budget is spent")
+    p.add_argument("--json", action="store_true", help="print the final state as one JSON document on stdout (progress on stderr)")
     p.set_defaults(handler=_run)
     p = subparsers.add_parser("ingest", help="(re)build the policy knowledge base used by ticket_triage")
     p.add_argument("--docs", help="folder of policy markdown files (default: the corpus shipped in tools/policies)")

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agents.spec import Check, PlanItem, StepInput, ToolBox
-from agents.workers import Plan, planner, responder, tool_caller
+from agents.workers import Plan, planner, tool_caller, writer
 from graphs.builder import Workflow, build_graph
 from graphs.order_agent_checks import (
     CHANGE_TOOLS,
@@ -419,7 +419,7 @@ def _workflow() -> Workflow:
         tool_caller(step, tools=STEP_TOOLS[step], instructions=_header(step) + text, prompt=tool_prompt, checks=ORDER_CHECKS)
         for step, text in _TOOL_STEPS.items()
     )
-    reply = responder(
+    reply = writer(
         "reply",
         schema=CustomerReply,
         instructions=_header("reply") + "You are a retail store's customer-service agent. Reply to the customer in a "

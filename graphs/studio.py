@@ -33,9 +33,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from graphs.catalog import GRAPH_MODULES
+from graphs.catalog import graph_catalog, langgraph_graphs, resolve_graph
 from model_tiers import ConfigError, MissingDependency, load_tier_config
 from model_tiers.doctor import TierCheck, diagnose
+from model_tiers.home import home_dir
 
 __all__ = [
     "DEFAULT_HOST",
@@ -150,13 +151,33 @@ def _print_tiers(checks: list[TierCheck]) -> None:
     console.print(table)
 
 
-def _studio(args: argparse.Namespace) -> int:
-    # Imported here: graphs.cli imports this module to register the command.
-    from graphs.cli import data_dir
+def config_with_graphs(config_path: Path, refs: list[str], folder: Path) -> Path:
+    """A copy of langgraph.json that also serves the graphs `refs` name (a user's files or
+    modules), written to `folder`; the original is not touched."""
+    data = read_langgraph_config(config_path)
+    project = config_path.parent.resolve()
+    graphs = dict(data["graphs"])
+    for ref in refs:
+        entry = resolve_graph(ref)
+        target = entry.langgraph_target
+        source, _, attribute = target.rpartition(":")
+        if source.endswith(".py") or "/" in source:
+            target = f"{Path(source).resolve()}:{attribute}"
+        graphs[entry.name] = target
+    deps = [str((project / d).resolve()) if not Path(d).is_absolute() else d for d in data.get("dependencies", ["."])]
+    generated = {**data, "graphs": graphs, "dependencies": [*deps, str(Path.cwd().resolve())]}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CONFIG_NAME
+    path.write_text(json.dumps(generated, indent=2) + "\n", encoding="utf-8")
+    return path
 
+
+def _studio(args: argparse.Namespace) -> int:
     if find_spec("langgraph_cli") is None or find_spec("langgraph_api") is None:
         raise MissingDependency("langgraph-cli[inmem]", extra="studio", purpose="tierflow studio")
     config_path = find_langgraph_config(args.config)
+    if args.graphs:
+        config_path = config_with_graphs(config_path, list(args.graphs), home_dir() / "studio")
     graphs = read_langgraph_config(config_path)["graphs"]
     tier_config = load_tier_config(args.tiers)
     checks = diagnose(tier_config, probe=False)
@@ -169,10 +190,10 @@ def _studio(args: argparse.Namespace) -> int:
         studio_origin=args.studio_url,
         workdir=Path(args.workdir) if args.workdir else None,
         tiers_file=args.tiers,
-        data_home=data_dir(),
+        data_home=home_dir(),
     )
     console.print(f"[bold]graphs[/bold] ({config_path}): {', '.join(sorted(graphs))}")
-    missing = sorted(set(GRAPH_MODULES) - set(graphs))
+    missing = sorted(set(graph_catalog()) - set(graphs))
     if missing:
         console.print(f"[yellow]not in {CONFIG_NAME}, so not served: {', '.join(missing)}[/yellow]")
     _print_tiers(checks)
@@ -189,8 +210,48 @@ def _studio(args: argparse.Namespace) -> int:
     return 0  # not reached: execve replaced this process
 
 
+def _graphs(args: argparse.Namespace) -> int:
+    """List the catalog; write or check langgraph.json's graphs against it."""
+    here = Path.cwd() / CONFIG_NAME
+    config_path = Path(args.config) if args.config else (here if args.write or here.exists() else find_langgraph_config(None))
+    wanted = langgraph_graphs()
+    if args.write:
+        data = read_langgraph_config(config_path) if config_path.exists() else {"dependencies": ["."]}
+        data = {"$schema": "https://langgra.ph/schema.json", **data, "graphs": wanted}
+        config_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {len(wanted)} graphs to {config_path}")
+        return 0
+    current = read_langgraph_config(config_path)["graphs"]
+    catalog = graph_catalog()
+    table = Table(title=f"the graph catalog (tierflow's, then \\[tool.tierflow.graphs] of ./pyproject.toml) and {config_path}")
+    for col in ("name", "reference", CONFIG_NAME):
+        table.add_column(col, overflow="fold")
+    for name in sorted(set(wanted) | set(current)):
+        table.add_row(name, catalog.get(name, ""), _entry_state(current.get(name), wanted.get(name)))
+    console.print(table)
+    if args.check and current != wanted:
+        console.print(f"[red]{config_path} does not match the catalog[/red]: run `tierflow graphs --write`", highlight=False)
+        return 1
+    return 0
+
+
+def _entry_state(current: str | None, wanted: str | None) -> str:
+    if current == wanted:
+        return "[green]ok[/green]"
+    if wanted is None:
+        return "[red]not in the catalog[/red]"
+    return f"[red]{current or 'missing'}[/red] (want {wanted})"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    g = subparsers.add_parser("graphs", help="the graph catalog; write or check langgraph.json against it")
+    g.add_argument("--config", help=f"{CONFIG_NAME} to check or write (default: ./{CONFIG_NAME}, else the project's)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help=f"write the catalog's graphs into {CONFIG_NAME}")
+    mode.add_argument("--check", action="store_true", help=f"exit 1 when {CONFIG_NAME} does not match the catalog")
+    g.set_defaults(handler=_graphs)
     p = subparsers.add_parser("studio", help="serve the graphs to LangGraph Studio (langgraph dev)")
+    p.add_argument("graphs", nargs="*", metavar="GRAPH", help="also serve these graphs (references: my_pkg.agent:WORKFLOW, path/to/agent.py:WORKFLOW)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST}, loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--config", help=f"{CONFIG_NAME} to serve (default: ./{CONFIG_NAME}, else the project's)")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from agents.fields import CopiedFields, repeated_value
 from agents.spec import Check, StepInput
-from agents.workers import action, classifier, default_plan, extractor, responder
+from agents.workers import action, classifier, default_plan, extractor, writer
 from graphs.banking77_intents import INTENT_DESCRIPTIONS, OUT_OF_SCOPE
 from graphs.builder import Workflow, build_graph
 from tools.helpdesk import Helpdesk
@@ -192,7 +192,7 @@ def _workflow() -> Workflow:
                 checks=(Check("one field per value", _one_field_per_value),),
             ),
             action("retrieve", _retrieve, checks=(Check("at least one policy snippet", _some_snippets),)),
-            responder(
+            writer(
                 "draft",
                 schema=DraftReply,
                 instructions="You are a bank's support agent. Reply to the customer using only the policy snippets given.",

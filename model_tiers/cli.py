@@ -46,7 +46,7 @@ def _models(args: argparse.Namespace) -> int:
     roles.add_column("role")
     roles.add_column("starts on")
     roles.add_column("may escalate to")
-    for role in ROLES:
+    for role in [*ROLES, *sorted(set(config.roles) - set(ROLES))]:
         roles.add_row(role, config.start_tier(role), config.ceiling(role))
     console.print(roles)
     e, b = config.escalation, config.budget

@@ -70,7 +70,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "classify": "slm",
         "extract": "slm",
         "tool": "slm",
-        "verify": "slm",
         "respond": "frontier",
         "judge": "frontier",
     },

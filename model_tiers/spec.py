@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model_tiers.errors import ConfigError
 
 __all__ = [
     "Provider",
@@ -22,8 +25,12 @@ __all__ = [
 
 Provider = Literal["embedded", "ollama", "openai", "scripted", "replay"]
 StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
-Role = Literal["plan", "classify", "extract", "tool", "verify", "respond", "judge"]
-ROLES: tuple[str, ...] = ("plan", "classify", "extract", "tool", "verify", "respond", "judge")
+# A role names what a step does (its tier comes from `roles` in the tiers file). The
+# built-in step factories use ROLES, which every config maps; a graph may declare steps of
+# its own roles ("summarize", "translate"), mapped the same way.
+Role = str
+ROLES: tuple[str, ...] = ("plan", "classify", "extract", "tool", "respond", "judge")
+_ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 RoutingPolicy = Literal["tiered", "all-slm", "all-frontier"]
 
 # Providers whose models run on hardware we control; only these may see `local_only` data.
@@ -156,6 +163,9 @@ class TierConfig(_Strict):
         missing = [r for r in ROLES if r not in self.roles]
         if missing:
             raise ValueError(f"roles without a tier: {', '.join(missing)}")
+        bad = [r for r in self.roles if not _ROLE_NAME.match(r)]
+        if bad:
+            raise ValueError(f"role names must be lowercase words (a-z, 0-9, _ or -): {bad}")
         judge = self.escalation.judge_tier
         if judge is not None and judge not in names:
             raise ValueError(f"escalation.judge_tier '{judge}' is not in the ladder")
@@ -190,7 +200,12 @@ class TierConfig(_Strict):
             return self.cheapest.name
         if self.policy == "all-frontier":
             return self.frontier.name
-        return self.roles[role]  # type: ignore[index]
+        if role not in self.roles:
+            raise ConfigError(
+                f"no tier for role '{role}': add `{role} = \"<tier>\"` under [roles] in the tiers file "
+                f"(mapped roles: {', '.join(sorted(self.roles))})"
+            )
+        return self.roles[role]
 
     def ceiling(self, role: str) -> str:
         """The highest tier a step of this role may escalate to, under the policy."""

@@ -240,7 +240,7 @@ def _ladder(config: TierConfig, tuned: TierSpec, role: str) -> TierConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from graphs.cli import data_dir
+    from model_tiers.home import home_dir
 
     parser = argparse.ArgumentParser(prog="python -m evals.bench.finetune", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=[*TASKS, "all"], default="all")
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default: $TIERFLOW_HOME/bench/finetune)")
     parser.add_argument("--tiers", help="tiers file whose cheapest tier is fine-tuned and whose top tier compares")
     args = parser.parse_args(argv)
-    out = args.out or data_dir() / "bench" / "finetune"
+    out = args.out or home_dir() / "bench" / "finetune"
     out.mkdir(parents=True, exist_ok=True)
     try:
         for name in TASKS if args.task == "all" else [args.task]:

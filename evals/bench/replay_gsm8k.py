@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evals.datasets.gsm8k import MathCase, MathDataset, RecordedAnswer, load_routellm_gsm8k
-from graphs.cli import data_dir
+from model_tiers.home import home_dir
 from graphs.math_qa import build
 from model_tiers import ConfigError, TierConfig, TierRegistry, config_from_mapping, load_tier_config
 from tools.datasets import dataset_file
@@ -478,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         dataset = args.dataset or dataset_file("routellm_gsm8k", "gsm8k_responses_even.csv")
         thresholds = DEFAULT_THRESHOLDS if not args.thresholds else tuple(float(t) for t in args.thresholds.split(","))
-        out = args.out or data_dir() / "bench" / "replay_gsm8k"
+        out = args.out or home_dir() / "bench" / "replay_gsm8k"
         report = run_benchmark(dataset, out, tiers_file=args.tiers, contaminated=args.contaminated,
                                keep_contaminated=args.keep_contaminated, policies=default_policies(thresholds),
                                workers=max(1, args.workers), limit=args.limit)

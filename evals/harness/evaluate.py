@@ -18,9 +18,9 @@ from evals.harness.records import ResultStore, RunManifest
 from evals.harness.report import EvalReport, build_report, write_report
 from evals.harness.runner import RunCounts, run_cases
 from evals.harness.suite import Suite
-from graphs.catalog import load_graph_module
-from graphs.cli import data_dir
+from graphs.catalog import resolve_graph
 from model_tiers import ConfigError, TierConfig, load_tier_config
+from model_tiers.home import home_dir
 
 __all__ = ["EvalSettings", "EvalResult", "run_eval", "default_out_dir", "effective_tier_config"]
 
@@ -64,7 +64,9 @@ def default_out_dir(suite: Suite, tier_config: Mapping[str, Any], policies: Sequ
     folder; other tiers or run-context overrides get their own."""
     overrides = sorted({json.dumps({k: v for k, v in p.context_dict().items() if k not in ("policy", "confidence_threshold")}, sort_keys=True) for p in policies})
     blob = json.dumps({"tiers": tier_config, "overrides": overrides}, sort_keys=True).encode()
-    return data_dir() / "evals" / f"{suite.graph}-{suite.name}-{hashlib.sha256(blob).hexdigest()[:8]}"
+    # A graph named by reference (my_pkg.agent:WORKFLOW, path/to/agent.py:WORKFLOW) gets a folder-safe name.
+    graph = "".join(c if c.isalnum() or c in "-_" else "_" for c in suite.graph.rsplit("/", 1)[-1])
+    return home_dir() / "evals" / f"{graph}-{suite.name}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
 def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
@@ -104,8 +106,8 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
 
 
 def _run_pending(suite: Suite, settings: EvalSettings, dataset: Dataset[Any, Any], store: ResultStore, out_dir: Path) -> RunCounts:
-    module = load_graph_module(suite.graph)
-    kinds = {s.name: str(s.kind) for s in module.WORKFLOW.all_steps}
+    entry = resolve_graph(suite.graph)
+    kinds = {s.name: str(s.kind) for s in entry.workflow.all_steps}
     resources = suite.open_resources(out_dir) if suite.open_resources is not None else None
     build_options: dict[str, Any] = {"tiers_file": settings.tiers_file}
     if resources is not None:
@@ -115,7 +117,7 @@ def _run_pending(suite: Suite, settings: EvalSettings, dataset: Dataset[Any, Any
         # dropped after each case).
         build_options["checkpointer"] = InMemorySaver()
     # No checkpointer: the runner reads state and interrupts from the stream (see runner).
-    graph = module.build(**build_options)
+    graph = entry.build(**build_options)
     return run_cases(
         graph,
         suite,

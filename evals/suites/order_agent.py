@@ -38,7 +38,7 @@ from evals.evaluators import RetailOutcome, RetailTaskSuccess, communicate_info_
 from evals.evaluators.base import EvaluationResult
 from evals.harness.suite import GraphOutcome, StepTruth, Suite
 from evals.suites.function_calling import BFCL
-from graphs.cli import data_dir
+from model_tiers.home import home_dir
 from graphs.order_agent_checks import RESOURCE_KEY
 from tools.retail import RetailDB, RetailToolError, WRITE_TOOL_NAMES, call_retail_tool, copy_retail_db
 
@@ -51,7 +51,7 @@ _WORKING_DB = "retail.sqlite"
 def pristine_db() -> Path:
     """The untouched retail database the eval copies from: built once from the shared
     db.json under $TIERFLOW_HOME/evals (never the production retail.sqlite, which runs modify)."""
-    path = data_dir() / "evals" / "tau2_retail-pristine.sqlite"
+    path = home_dir() / "evals" / "tau2_retail-pristine.sqlite"
     with _PRISTINE_LOCK:
         RetailDB.open(path)
     return path

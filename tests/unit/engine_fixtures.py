@@ -8,12 +8,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage, SystemMessage
 from pydantic import BaseModel
 
-from agents.workers import classifier, default_plan, extractor, responder
+from agents.workers import classifier, default_plan, extractor, writer
 from graphs.builder import Workflow, build_graph
 from model_tiers import TierRegistry, config_from_mapping
 from model_tiers.testing import ScriptedChatModel
 
-ROLES = ("plan", "classify", "extract", "tool", "verify", "respond", "judge")
+ROLES = ("plan", "classify", "extract", "tool", "respond", "judge")
 
 
 class Amount(BaseModel):
@@ -35,7 +35,7 @@ def toy_workflow(*, local_only_extract: bool = False) -> Workflow:
             grounded_fields=("amount", "currency"),
             local_only=local_only_extract,
         ),
-        responder("reply", schema=Reply, instructions="[reply] Write the reply."),
+        writer("reply", schema=Reply, instructions="[reply] Write the reply."),
     )
     return Workflow(
         name="toy",

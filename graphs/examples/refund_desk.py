@@ -1,0 +1,65 @@
+"""A user's own graph in one file: declare it here, then run, evaluate and debug it.
+
+    tierflow run graphs/examples/refund_desk.py:WORKFLOW --input "Refund order 4417, 23.90 EUR" --json
+    tierflow eval graphs/examples/refund_desk.py:WORKFLOW --dataset samples/refund_desk_cases.jsonl
+    tierflow studio graphs/examples/refund_desk.py:WORKFLOW
+
+Three steps: classify the message (slm first), extract the order and amount (slm first,
+each value checked against the message), write the reply (the frontier). Nothing else is
+registered anywhere: the reference is the file and the name of the Workflow in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agents.workers import classifier, default_plan, extractor, writer
+from graphs.builder import Workflow
+
+__all__ = ["WORKFLOW", "Refund", "Reply"]
+
+INTENTS = {
+    "refund_request": "The customer asks for money back for an order.",
+    "delivery_question": "The customer asks where an order is or when it arrives.",
+    "other": "Anything else.",
+}
+
+
+class Refund(BaseModel):
+    order_id: str | None = Field(default=None, description="the order number, digits only, as written in the message")
+    amount: str | None = Field(default=None, description="the amount asked back, as written in the message (no currency)")
+
+
+class Reply(BaseModel):
+    reply: str = Field(description="two sentences at most, to the customer")
+
+
+def _finalize(state: Mapping[str, Any], _resources: Mapping[str, Any]) -> dict[str, Any]:
+    results = state.get("results") or {}
+    intent = (results.get("0:classify") or {}).get("label")
+    refund = results.get("1:extract") or {}
+    return {
+        "intent": intent,
+        "order_id": refund.get("order_id"),
+        "amount": refund.get("amount"),
+        "reply": (results.get("2:reply") or {}).get("reply"),
+    }
+
+
+WORKFLOW = Workflow(
+    name="refund_desk",
+    description="classify a customer message, extract the order and amount, write the reply",
+    steps=(
+        classifier("classify", labels=list(INTENTS), descriptions=INTENTS, instructions="Pick the intent of the customer's message."),
+        extractor(
+            "extract", schema=Refund, grounded_fields=("order_id", "amount"),
+            instructions="Copy the order number and the amount from the message; leave out what it does not say.",
+        ),
+        writer("reply", schema=Reply, instructions="Write a short, polite reply that says what happens next."),
+    ),
+    default_plan=default_plan("classify", "extract", "reply"),
+    finalize=_finalize,
+)
