@@ -43,6 +43,7 @@ __all__ = [
     "tool_result",
     "ledger_row",
     "stop_for_error",
+    "commit_and_advance",
     "VERIFY",
     "DISPATCH",
     "RESPONDER",
@@ -138,6 +139,25 @@ def _budget_gate(
     return None, _stop(item, block, []), []
 
 
+def commit_and_advance(
+    state: Mapping[str, Any], item: PlanItem, result: Any, decided_by: str, events: Sequence[Mapping[str, Any]], **extra: Any
+) -> Command:
+    """The one way a plan item ends well: its verified result and who decided it are
+    committed, the escalation state is cleared, and the plan moves to the next item."""
+    return Command(
+        goto=DISPATCH,
+        update={
+            "results": {item.id: result},
+            "decided_by": {item.id: decided_by},
+            "cursor": int(state.get("cursor", 0)) + 1,
+            "attempt": None,
+            "proposal": None,
+            "events": list(events),
+            **extra,
+        },
+    )
+
+
 def _usage_dump(usage: object) -> dict[str, Any] | None:
     return usage.model_dump() if isinstance(usage, Usage) else None
 
@@ -172,7 +192,6 @@ def stop_for_error(
     verdict = "fault" if kind == "configuration" else "fail"
     failure = {"step": item.step, "item_id": item.id, "kind": kind, "reason": reason, **({"traceback": detail} if detail else {})}
     event = {"type": "run_error", "step": item.step, "item_id": item.id, "kind": kind, "reason": reason}
-    emit(runtime, event)
     return Command(
         goto=RESPONDER,
         update={
@@ -287,19 +306,8 @@ def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
         if question:
             answer = interrupt({"type": "confirm", "step": item.step, "item_id": item.id, "action": {"name": name, "args": args}, "question": question})
             if not is_yes(answer):
-                result = tool_result(call, "declined")
                 event = {"type": "declined", "step": item.step, "item_id": item.id, "tool": name}
-                return Command(
-                    goto=DISPATCH,
-                    update={
-                        "results": {item.id: result},
-                        "decided_by": {item.id: "human"},
-                        "cursor": int(state.get("cursor", 0)) + 1,
-                        "attempt": None,
-                        "proposal": None,
-                        "events": [event],
-                    },
-                )
+                return commit_and_advance(state, item, tool_result(call, "declined"), "human", [event])
         key = f"{state.get('run_id', '')}:{item.id}"
         try:
             output = toolbox.execute(name, args, key)
@@ -310,20 +318,8 @@ def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
         except Exception as err:
             why = f"the tool '{name}' raised {type(err).__name__}: {err}"
             return stop_for_error(state, runtime, None, {}, "bug", why, detail=traceback.format_exc())
-        result = tool_result(call, "done", as_jsonable(output))
         event = {"type": "tool_executed", "step": item.step, "item_id": item.id, "tool": name, "write": name in toolbox.writes}
-        emit(runtime, event)
-        return Command(
-            goto=DISPATCH,
-            update={
-                "results": {item.id: result},
-                "decided_by": {item.id: proposal.get("tier") or "human"},
-                "cursor": int(state.get("cursor", 0)) + 1,
-                "attempt": None,
-                "proposal": None,
-                "events": [event],
-            },
-        )
+        return commit_and_advance(state, item, tool_result(call, "done", as_jsonable(output)), proposal.get("tier") or "human", [event])
 
     return act
 

@@ -16,7 +16,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, Field, ValidationError
 
-from agents.context import ServiceResolver, as_jsonable, current_item, emit, step_input, step_needs
+from agents.context import ServiceResolver, as_jsonable, current_item, step_input, step_needs
 from agents.escalation import Decision, after_failure, after_fault, has_higher_tier
 from agents.client_tools import call_problem
 from agents.nodes import (
@@ -26,6 +26,7 @@ from agents.nodes import (
     RESPONDER,
     VERIFY,
     attempt_for,
+    commit_and_advance,
     ledger_row,
     plan_items,
     stop_for_error,
@@ -140,7 +141,6 @@ def make_verifier_node(
             tries = max(att["tries"], cfg.escalation.max_retries + 1) if soft else att["tries"]
             decision = (after_fault if fault else after_failure)(cfg, spec.role, needs, tier, *(() if fault else (tries,)))
         event = {"type": decision.action, "step": item.step, "item_id": item.id, "from": tier, "to": decision.tier, "reason": reason}
-        emit(runtime, event)
         events.append(event)
         if decision.tier is not None:
             if decision.tier != tier:
@@ -219,22 +219,17 @@ def make_verifier_node(
         verdict_event = {"type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"), "verdict": verdict, "reason": reason}
         if warnings:  # soft checks that objected where no second opinion is asked: recorded, not enforced
             verdict_event["warnings"] = warnings
-        emit(runtime, verdict_event)
         events.append(verdict_event)
         if reason is not None:
             return escalate(state, runtime, reason, soft=soft_failure, extra={"ledger": ledger, "events": events})
         if spec.executes_tools and value.get("name") is not None:
             return Command(goto=ACT, update={"ledger": ledger, "events": events, "proposal": {**proposal, "value": value}})
-        update: dict[str, Any] = {"ledger": ledger, "events": events, "attempt": None, "proposal": None}
         if spec.kind == StepKind.PLAN:
-            update |= {"plan": [state["plan"][0], *plan_items(value["steps"], start=1)], "plan_source": "planner", "cursor": 1}
-        else:
-            update |= {
-                "results": {item.id: tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value},
-                "decided_by": {item.id: proposal.get("tier") or "code"},
-                "cursor": int(state.get("cursor", 0)) + 1,
-            }
-        return Command(goto=DISPATCH, update=update)
+            plan = [state["plan"][0], *plan_items(value["steps"], start=1)]
+            update = {"ledger": ledger, "events": events, "attempt": None, "proposal": None, "plan": plan, "plan_source": "planner", "cursor": 1}
+            return Command(goto=DISPATCH, update=update)
+        result = tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value
+        return commit_and_advance(state, item, result, proposal.get("tier") or "code", events, ledger=ledger)
 
     return verify, escalate
 
@@ -295,20 +290,9 @@ def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolv
         except (ValidationError, ValueError) as err:
             return Command(goto=HUMAN_REVIEW, update={"review_error": f"the reviewed value is invalid: {err}"})
         event = {"type": "human_decision", "step": item.step, "item_id": item.id, "action": action}
-        emit(runtime, event)
         if spec.executes_tools and value.get("name") is not None:
             return Command(goto=ACT, update={"proposal": {**(state.get("proposal") or {}), "value": value, "tier": "human"}, "review_error": None, "events": [event]})
-        return Command(
-            goto=DISPATCH,
-            update={
-                "results": {item.id: tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value},
-                "decided_by": {item.id: "human"},
-                "cursor": int(state.get("cursor", 0)) + 1,
-                "attempt": None,
-                "proposal": None,
-                "review_error": None,
-                "events": [event],
-            },
-        )
+        result = tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value
+        return commit_and_advance(state, item, result, "human", [event], review_error=None)
 
     return human_review

@@ -5,11 +5,8 @@ compose them all."""
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
-import tempfile
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path

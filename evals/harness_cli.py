@@ -66,8 +66,8 @@ def _suite(args: argparse.Namespace) -> Suite:
     from evals.suites import get_suite
     from graphs.catalog import resolve_graph
 
+    entry = resolve_graph(args.graph)  # an unknown graph is named as such, whatever the dataset
     if args.dataset and is_case_file(args.dataset):
-        entry = resolve_graph(args.graph)
         steps = [s.name for s in entry.workflow.all_steps]
         return casefile_suite(args.graph, steps, args.dataset, grades=parse_grades(args.grade), judge=TierJudge(args.tiers))
     if args.grade:

@@ -25,6 +25,7 @@ from langgraph.types import Command, RetryPolicy
 
 from agents.client_tools import parse_functions
 from agents.context import Services, emit
+from agents.events import check_events, publish
 from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, make_act_node, make_step_node
 from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
 from agents.verifier import make_human_review_node, make_verifier_node
@@ -190,7 +191,8 @@ _TEXT_KEYS = frozenset({"events", "failure", "ledger", "proposal", "attempt", "r
 
 def _guarded(node: Callable[..., Any]) -> Callable[..., Any]:
     """`node` with secrets masked in what it writes to state and in the exception it raises
-    (LangGraph stores a failed task's exception in the checkpoint)."""
+    (LangGraph stores a failed task's exception in the checkpoint), and the events it
+    records streamed."""
 
     @functools.wraps(node)
     def guarded(state: dict[str, Any], runtime: Any) -> Any:
@@ -201,8 +203,17 @@ def _guarded(node: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as err:
             raise redact_exception(err)
         if isinstance(out, Command) and isinstance(out.update, Mapping):
-            return dataclasses.replace(out, update=_masked(out.update))
-        return _masked(out) if isinstance(out, Mapping) else out
+            update = _masked(out.update)
+            out = dataclasses.replace(out, update=update)
+        elif isinstance(out, Mapping):
+            update = out = _masked(out)
+        else:
+            return out
+        # Every event recorded in state is also streamed, here and only here.
+        events = update.get("events") or []
+        check_events(events)
+        publish(runtime, events)
+        return out
 
     return guarded
 
@@ -226,16 +237,13 @@ def _router(workflow: Workflow) -> Callable[..., Command]:
                 problem = str(err)
         if problem:
             event = {"type": "rejected_input", "reason": problem}
-            emit(runtime, event)
             return Command(goto=RESPONDER, update={**fresh, "plan": [], "status": "rejected", "failure": {"step": ROUTER, "reason": problem}, "events": [event]})
         request = state["request"]
         if workflow.planner is not None and (workflow.needs_plan is None or workflow.needs_plan(request)):
             plan = [PlanItem(id=f"0:{workflow.planner.name}", step=workflow.planner.name).model_dump()]
             event = {"type": "route", "to": "planner"}
-            emit(runtime, event)
             return Command(goto=workflow.planner.name, update={**fresh, "plan": plan, "plan_source": "planner", "events": [event]})
         event = {"type": "route", "to": "default_plan"}
-        emit(runtime, event)
         plan = [p.model_dump() for p in workflow.default_plan]
         return Command(goto=DISPATCH, update={**fresh, "plan": plan, "plan_source": "default", "events": [event]})
 

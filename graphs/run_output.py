@@ -43,7 +43,9 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
         return f"  {step} [yellow]no higher tier: {clip(event.get('reason') or '', 100)}[/yellow]"
     if kind == "tool_executed":
         return f"  {step} ran tool [cyan]{event.get('tool')}[/cyan]" + (" (write)" if event.get("write") else "")
-    if kind in ("human_decision", "budget_downgrade", "budget_approved", "budget_stop", "declined", "rejected_input", "judge_fault"):
+    if kind == "run_error":
+        return f"  {step} [red]stopped ({event.get('kind')})[/red]: {clip(event.get('reason') or '', 200)}"
+    if kind in ("human_decision", "human_reject", "default_plan", "budget_downgrade", "budget_approved", "budget_stop", "declined", "rejected_input", "judge_fault"):
         rest = {k: v for k, v in event.items() if k not in ("type", "item_id")}
         return f"  [magenta]{kind}[/magenta] {clip(rest)}"
     return None

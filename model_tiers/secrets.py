@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 __all__ = ["MASK", "register_secret", "register_secrets_from_env", "redact", "redact_value", "redact_exception"]
 

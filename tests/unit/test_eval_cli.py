@@ -78,5 +78,7 @@ def test_eval_exits_1_when_a_case_errored_and_2_on_bad_input(cli_env, tmp_path):
     no_run = tierflow(cli_env, "export-finetune", str(tmp_path / "data"))
     assert no_run.returncode == 2 and "not an eval run folder" in flat(no_run.stderr)
 
-    no_suite = tierflow(cli_env, "eval", "no_such_graph", "--tiers", tiers)
-    assert no_suite.returncode == 2 and "no eval suite for graph 'no_such_graph'" in flat(no_suite.stderr)
+    no_graph = tierflow(cli_env, "eval", "no_such_graph", "--tiers", tiers)
+    assert no_graph.returncode == 2 and "unknown graph 'no_such_graph'" in flat(no_graph.stderr)
+    no_suite = tierflow(cli_env, "eval", "graphs/examples/refund_desk.py:WORKFLOW", "--tiers", tiers)
+    assert no_suite.returncode == 2 and "has no built-in eval suite: give a case file" in flat(no_suite.stderr)

@@ -1,0 +1,54 @@
+"""The events a run records: one typed set of kinds, and the one place they are published.
+
+A node puts its events in its state update (`events`, appended by the state's reducer);
+the graph's node wrapper (`graphs.builder`) then streams each of them on the `custom`
+stream, so every recorded event is also seen live (by `tierflow run`, Studio, the SDK).
+`model_call` and `final` are streamed only: the ledger and `final` already hold them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, get_args
+
+__all__ = ["EventKind", "StreamOnlyKind", "EVENT_KINDS", "check_events", "publish"]
+
+EventKind = Literal[
+    "route",  # the router chose the planner or the default plan
+    "rejected_input",  # the request cannot run (empty, too long, bad functions)
+    "verdict",  # the verifier passed or failed a candidate (with warnings from soft checks)
+    "retry",  # the same tier again, with the failure as feedback
+    "escalate",  # the next tier up, after the retries
+    "fallback",  # the next tier up, after a fault (the tier did not answer)
+    "top",  # no higher tier: human review, or a failed step
+    "default_plan",  # the planner failed on every tier: the default plan runs
+    "budget_stop",  # a budget is spent: the run stops
+    "budget_downgrade",  # a budget is spent: a cheaper tier takes the call
+    "budget_approved",  # a human allowed one call over budget
+    "declined",  # a human said no to a tool call
+    "tool_executed",  # a verified tool call ran
+    "human_decision",  # a reviewer approved or edited a step's value
+    "human_reject",  # a reviewer rejected the step: the run fails
+    "judge_fault",  # the LLM judge could not answer: the cheaper checks' verdict stands
+    "run_error",  # a misconfigured tier or a crashed check / tool stopped the run
+]
+StreamOnlyKind = Literal["model_call", "final"]
+EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))
+_STREAM_ONLY: frozenset[str] = frozenset(get_args(StreamOnlyKind))
+
+
+def check_events(events: Iterable[Mapping[str, Any]]) -> None:
+    """Raise on an event of a kind not in the set: a bug in the node that wrote it."""
+    for event in events:
+        kind = event.get("type")
+        if kind not in EVENT_KINDS:
+            hint = " (stream-only: emit it, do not record it)" if kind in _STREAM_ONLY else ""
+            raise ValueError(f"unknown event kind {kind!r}{hint}; kinds: {', '.join(sorted(EVENT_KINDS))}")
+
+
+def publish(runtime: Any, events: Iterable[Mapping[str, Any]]) -> None:
+    """Stream recorded events (a no-op outside a streaming run)."""
+    from agents.context import emit
+
+    for event in events:
+        emit(runtime, event)
