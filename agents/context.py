@@ -14,6 +14,7 @@ from agents.spec import PlanItem, StepInput, StepKind, StepSpec, ToolBox
 from model_tiers import TierRegistry, estimate_tokens, redact_value
 
 __all__ = [
+    "RESET",
     "Services",
     "ServiceResolver",
     "current_item",
@@ -22,6 +23,10 @@ __all__ = [
     "as_jsonable",
     "emit",
 ]
+
+
+# A results update carrying this key replaces the whole map (a new run on an old thread).
+RESET = "__reset__"
 
 
 @dataclass(frozen=True)

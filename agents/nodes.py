@@ -17,6 +17,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.types import Command, interrupt
 
 from agents.context import (
+    RESET,
     ServiceResolver,
     Services,
     as_jsonable,
@@ -29,7 +30,8 @@ from agents.client_tools import openai_tools
 from agents.escalation import budget_block, budget_state, cheaper_alternative, first_tier, usable_ladder
 from agents.prompts import step_messages
 from agents.spec import PlanItem, StepKind, StepSpec
-from model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, Usage
+from model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal, Usage
+from model_tiers.config import coerce_context
 from model_tiers.providers._tool_calling import messages_as_text
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "ledger_row",
     "stop_for_error",
     "commit_and_advance",
+    "next_node",
     "VERIFY",
     "DISPATCH",
     "RESPONDER",
@@ -139,17 +142,36 @@ def _budget_gate(
     return None, _stop(item, block, []), []
 
 
+def next_node(
+    state: Mapping[str, Any], runtime: Any, *, plan: Sequence[Mapping[str, Any]] | None = None, cursor: int, done: Sequence[str] = ()
+) -> str:
+    """Where the run goes once the plan is at `cursor`: that item's step, or the responder
+    when the plan is over or every step the run context's `stop_after` names has a verified
+    result (`done`: plan item ids verified by the update being written)."""
+    items = list(state.get("plan") or []) if plan is None else list(plan)
+    if cursor >= len(items):
+        return RESPONDER
+    ctx = coerce_context(getattr(runtime, "context", None))
+    if ctx is not None and ctx.stop_after:
+        verified = {key.split(":", 1)[-1] for key in [*(state.get("results") or {}), *done] if key != RESET}
+        if all(step in verified for step in ctx.stop_after):
+            return RESPONDER
+    return str(items[cursor]["step"])
+
+
 def commit_and_advance(
-    state: Mapping[str, Any], item: PlanItem, result: Any, decided_by: str, events: Sequence[Mapping[str, Any]], **extra: Any
+    state: Mapping[str, Any], runtime: Any, item: PlanItem, result: Any, decided_by: str,
+    events: Sequence[Mapping[str, Any]], **extra: Any,
 ) -> Command:
     """The one way a plan item ends well: its verified result and who decided it are
-    committed, the escalation state is cleared, and the plan moves to the next item."""
+    committed, the escalation state is cleared, and the run goes to the next item."""
+    cursor = int(state.get("cursor", 0)) + 1
     return Command(
-        goto=DISPATCH,
+        goto=next_node(state, runtime, cursor=cursor, done=[item.id]),
         update={
             "results": {item.id: result},
             "decided_by": {item.id: decided_by},
-            "cursor": int(state.get("cursor", 0)) + 1,
+            "cursor": cursor,
             "attempt": None,
             "proposal": None,
             "events": list(events),
@@ -218,8 +240,10 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
             assert spec.run is not None
             try:
                 proposal = {**base, "tier": None, "value": as_jsonable(spec.run(inp))}
-            except TierflowError as err:
+            except ToolRefusal as err:
                 proposal = {**base, "tier": None, "error_kind": "action_error", "error": str(err)}
+            except TierflowError:
+                raise  # a misconfiguration or a broken resource: said as such
             except sqlite3.OperationalError:
                 raise  # storage contention: the node's retry policy runs it again
             except Exception as err:
@@ -307,19 +331,21 @@ def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
             answer = interrupt({"type": "confirm", "step": item.step, "item_id": item.id, "action": {"name": name, "args": args}, "question": question})
             if not is_yes(answer):
                 event = {"type": "declined", "step": item.step, "item_id": item.id, "tool": name}
-                return commit_and_advance(state, item, tool_result(call, "declined"), "human", [event])
+                return commit_and_advance(state, runtime, item, tool_result(call, "declined"), "human", [event])
         key = f"{state.get('run_id', '')}:{item.id}"
         try:
             output = toolbox.execute(name, args, key)
-        except TierflowError as err:
+        except ToolRefusal as err:
             return on_refusal(state, runtime, f"the tool '{name}' refused: {err}")
+        except TierflowError:
+            raise  # a misconfiguration or a broken resource: said as such, not fed to a model
         except sqlite3.OperationalError:
             raise  # storage contention: the node's retry policy runs it again
         except Exception as err:
             why = f"the tool '{name}' raised {type(err).__name__}: {err}"
             return stop_for_error(state, runtime, None, {}, "bug", why, detail=traceback.format_exc())
         event = {"type": "tool_executed", "step": item.step, "item_id": item.id, "tool": name, "write": name in toolbox.writes}
-        return commit_and_advance(state, item, tool_result(call, "done", as_jsonable(output)), proposal.get("tier") or "human", [event])
+        return commit_and_advance(state, runtime, item, tool_result(call, "done", as_jsonable(output)), proposal.get("tier") or "human", [event])
 
     return act
 

@@ -21,13 +21,13 @@ from agents.escalation import Decision, after_failure, after_fault, has_higher_t
 from agents.client_tools import call_problem
 from agents.nodes import (
     ACT,
-    DISPATCH,
     HUMAN_REVIEW,
     RESPONDER,
     VERIFY,
     attempt_for,
     commit_and_advance,
     ledger_row,
+    next_node,
     plan_items,
     stop_for_error,
     tool_result,
@@ -149,7 +149,8 @@ def make_verifier_node(
         if spec.kind == StepKind.PLAN:
             plan = [state["plan"][0], *plan_items([p.model_dump() for p in default_plan], start=1)]
             events.append({"type": "default_plan", "step": item.step, "reason": reason})
-            return Command(goto=DISPATCH, update={**update, "plan": plan, "plan_source": "default", "cursor": 1, "attempt": None, "proposal": None, "events": events})
+            goto = next_node(state, runtime, plan=plan, cursor=1)
+            return Command(goto=goto, update={**update, "plan": plan, "plan_source": "default", "cursor": 1, "attempt": None, "proposal": None, "events": events})
         if cfg.escalation.on_top_failure == "interrupt":
             return Command(goto=HUMAN_REVIEW, update={**update, "attempt": att, "events": events})
         failure = {"step": item.step, "item_id": item.id, "reason": reason, "candidates": att["feedback"], "faults": att["faults"]}
@@ -227,9 +228,9 @@ def make_verifier_node(
         if spec.kind == StepKind.PLAN:
             plan = [state["plan"][0], *plan_items(value["steps"], start=1)]
             update = {"ledger": ledger, "events": events, "attempt": None, "proposal": None, "plan": plan, "plan_source": "planner", "cursor": 1}
-            return Command(goto=DISPATCH, update=update)
+            return Command(goto=next_node(state, runtime, plan=plan, cursor=1), update=update)
         result = tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value
-        return commit_and_advance(state, item, result, proposal.get("tier") or "code", events, ledger=ledger)
+        return commit_and_advance(state, runtime, item, result, proposal.get("tier") or "code", events, ledger=ledger)
 
     return verify, escalate
 
@@ -293,6 +294,6 @@ def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolv
         if spec.executes_tools and value.get("name") is not None:
             return Command(goto=ACT, update={"proposal": {**(state.get("proposal") or {}), "value": value, "tier": "human"}, "review_error": None, "events": [event]})
         result = tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value
-        return commit_and_advance(state, item, result, "human", [event], review_error=None)
+        return commit_and_advance(state, runtime, item, result, "human", [event], review_error=None)
 
     return human_review

@@ -26,10 +26,11 @@ from langgraph.types import Command, RetryPolicy
 from agents.client_tools import parse_functions
 from agents.context import Services, emit
 from agents.events import check_events, publish
-from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, make_act_node, make_step_node
+from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, make_act_node, make_step_node, next_node
 from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
 from agents.verifier import make_human_review_node, make_verifier_node
 from model_tiers import ConfigError, TierRegistry, TierRunContext, apply_run_context, load_tier_config
+from model_tiers.config import coerce_context
 from model_tiers.secrets import redact_exception, redact_value
 from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
 
@@ -116,16 +117,6 @@ def validate_request(request: Any, max_chars: int) -> str | None:
     if "\x00" in request:
         return "the request contains NUL bytes (binary data?)"
     return None
-
-
-def coerce_context(ctx: Any) -> TierRunContext | None:
-    """Accept the dataclass, a dict (from the SDK / Studio) or nothing."""
-    if ctx is None or isinstance(ctx, TierRunContext):
-        return ctx
-    if isinstance(ctx, Mapping):
-        # The constructor names unknown fields (the same message LangGraph's coercion gets).
-        return TierRunContext(**{str(k): v for k, v in ctx.items()})
-    raise ConfigError(f"run context must be a mapping, got {type(ctx).__name__}", source="run context")
 
 
 class ServiceProvider:
@@ -245,26 +236,9 @@ def _router(workflow: Workflow) -> Callable[..., Command]:
             return Command(goto=workflow.planner.name, update={**fresh, "plan": plan, "plan_source": "planner", "events": [event]})
         event = {"type": "route", "to": "default_plan"}
         plan = [p.model_dump() for p in workflow.default_plan]
-        return Command(goto=DISPATCH, update={**fresh, "plan": plan, "plan_source": "default", "events": [event]})
+        return Command(goto=next_node(fresh, runtime, plan=plan, cursor=0), update={**fresh, "plan": plan, "plan_source": "default", "events": [event]})
 
     return router
-
-
-def _dispatch(state: dict[str, Any], runtime: Any) -> Command:
-    plan = state.get("plan") or []
-    cursor = int(state.get("cursor", 0))
-    if state.get("status") != "running" or cursor >= len(plan) or _stop_reached(state, runtime):
-        return Command(goto=RESPONDER)
-    return Command(goto=plan[cursor]["step"])
-
-
-def _stop_reached(state: Mapping[str, Any], runtime: Any) -> bool:
-    """Whether every step the run context's `stop_after` names has a verified result."""
-    ctx = coerce_context(getattr(runtime, "context", None))
-    if ctx is None or not ctx.stop_after:
-        return False
-    done = {key.split(":", 1)[-1] for key in state.get("results") or {} if key != RESET}
-    return all(step in done for step in ctx.stop_after)
 
 
 def _responder(workflow: Workflow, provider: ServiceProvider) -> Callable[..., dict[str, Any]]:
@@ -299,16 +273,17 @@ def build_graph(
     verify, escalate = make_verifier_node(steps, provider, workflow.default_plan)
     graph = StateGraph(TieredState, context_schema=TierRunContext, input_schema=input_schema, output_schema=TieredOutput)
     entry = (workflow.planner.name,) if workflow.planner else ()
-    graph.add_node(ROUTER, _guarded(_router(workflow)), destinations=(*entry, DISPATCH, RESPONDER))
-    graph.add_node(DISPATCH, _guarded(_dispatch), destinations=(*step_names, RESPONDER))
+    # No dispatch node: each node routes to the next plan item itself (`next_node`), so a
+    # step attempt costs two checkpoints (the step, its verdict), not three.
+    graph.add_node(ROUTER, _guarded(_router(workflow)), destinations=(*entry, *step_names, RESPONDER))
     for spec in steps.values():
         retry = _STORAGE_RETRY if spec.kind == StepKind.ACTION else None
         graph.add_node(spec.name, _guarded(make_step_node(spec, provider)), destinations=(VERIFY, RESPONDER), retry_policy=retry)
-    after_verify = (*step_names, DISPATCH, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER)
+    after_verify = (*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER)
     graph.add_node(VERIFY, _guarded(verify), destinations=after_verify)
     if has_tools:
-        graph.add_node(ACT, _guarded(make_act_node(provider, escalate)), destinations=(DISPATCH, *step_names, HUMAN_REVIEW, RESPONDER), retry_policy=_STORAGE_RETRY)
-    graph.add_node(HUMAN_REVIEW, _guarded(make_human_review_node(steps, provider)), destinations=(DISPATCH, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER))
+        graph.add_node(ACT, _guarded(make_act_node(provider, escalate)), destinations=(*step_names, HUMAN_REVIEW, RESPONDER), retry_policy=_STORAGE_RETRY)
+    graph.add_node(HUMAN_REVIEW, _guarded(make_human_review_node(steps, provider)), destinations=(*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER))
     graph.add_node(RESPONDER, _guarded(_responder(workflow, provider)))
     graph.add_edge(START, ROUTER)
     graph.add_edge(RESPONDER, END)

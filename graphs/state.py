@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from typing_extensions import TypedDict
 
+# The engine's nodes write it, the reducer reads it.
+from agents.context import RESET
+
 __all__ = ["TieredState", "TieredInput", "ClientFunctionsInput", "TieredOutput", "merge_dicts", "RESET"]
-
-
-RESET = "__reset__"
 
 
 def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from model_tiers.errors import (
     TierflowError,
     TierMisconfigured,
     TierUnreachable,
+    ToolRefusal,
 )
 from model_tiers.ledger import LedgerSummary, TierTotals, Usage, estimate_tokens, summarize
 from model_tiers.providers import build_chat_model
@@ -60,6 +61,7 @@ __all__ = [
     "TierTotals",
     "TierUnreachable",
     "TierflowError",
+    "ToolRefusal",
     "Usage",
     "apply_run_context",
     "build_chat_model",

@@ -32,6 +32,7 @@ __all__ = [
     "config_from_mapping",
     "apply_run_context",
     "resolve_config_path",
+    "coerce_context",
 ]
 
 # The default ladder is two real local models run in-process: SmolLM2-135M-Instruct as
@@ -111,6 +112,16 @@ class TierRunContext:
             allowed = ", ".join(f.name for f in fields(cls))
             raise ConfigError(f"unknown run-context fields {unknown}; allowed: {allowed}", source="run context")
         return super().__new__(cls)
+
+
+def coerce_context(ctx: Any) -> TierRunContext | None:
+    """A run context as LangGraph hands it over: the dataclass, a dict (the SDK, Studio) or nothing."""
+    if ctx is None or isinstance(ctx, TierRunContext):
+        return ctx
+    if isinstance(ctx, Mapping):
+        # The constructor names unknown fields (the same message LangGraph's coercion gets).
+        return TierRunContext(**{str(k): v for k, v in ctx.items()})
+    raise ConfigError(f"run context must be a mapping, got {type(ctx).__name__}", source="run context")
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ __all__ = [
     "InvalidModelOutput",
     "BudgetExceeded",
     "NetworkBlocked",
+    "ToolRefusal",
 ]
 
 
@@ -132,6 +133,13 @@ class BudgetExceeded(TierflowError):
         self.limit = limit
         self.spent = spent
         super().__init__(f"budget exceeded: {what} limit {limit:g}, already spent {spent:g}")
+
+
+class ToolRefusal(TierflowError):
+    """A tool (or an action step's code) declined the call it was given: bad arguments, an
+    unknown record, a policy. The model's mistake: a failed verdict, fed back. Any other
+    error a tool raises is not a refusal: a TierflowError is a problem to fix (a missing
+    file, a corrupt database), anything else a bug."""
 
 
 class NetworkBlocked(TierflowError, RuntimeError):

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, get_args
 from langchain_core.tools import InjectedToolArg, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model_tiers.errors import TierflowError
+from model_tiers.errors import TierflowError, ToolRefusal
 from model_tiers.home import corrupt_database_message, home_path
 
 __all__ = [
@@ -84,11 +84,11 @@ class HelpdeskError(TierflowError):
     """Base class of the helpdesk's errors."""
 
 
-class InvalidTicket(HelpdeskError, ValueError):
+class InvalidTicket(HelpdeskError, ToolRefusal, ValueError):
     """The fields given for a new ticket are not acceptable."""
 
 
-class TicketNotFound(HelpdeskError, LookupError):
+class TicketNotFound(HelpdeskError, ToolRefusal, LookupError):
     """No ticket has the requested id."""
 
 

@@ -107,24 +107,35 @@ def _hand_written(registry: TierRegistry, checkpointer: Any) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
-def _time(graph: Any, runs: int, durable: bool) -> float:
-    """Median seconds per run (after 20 warm-up runs)."""
+def _run_block(graph: Any, start: int, runs: int, durable: bool) -> list[float]:
     times = []
-    for i in range(runs + 20):
+    for i in range(start, start + runs):
         config = {"configurable": {"thread_id": f"t{i}"}}
         started = time.perf_counter()
-        out = graph.invoke({"request": MESSAGE}, config, durability="sync" if durable else None) if durable else graph.invoke({"request": MESSAGE}, config)
-        elapsed = time.perf_counter() - started
+        out = graph.invoke({"request": MESSAGE}, config, durability="sync") if durable else graph.invoke({"request": MESSAGE}, config)
+        times.append(time.perf_counter() - started)
         if out.get("status", "done") != "done":
             raise RuntimeError(f"the run ended {out.get('status')}: {out.get('failure')}")
-        if i >= 20:
-            times.append(elapsed)
-    return statistics.median(times)
+    return times
 
 
-def _checkpoints_per_run(path: Path, runs: int) -> float:
+def _paired(graphs: Sequence[Any], runs: int, durable: bool) -> list[float]:
+    """Median seconds per run of each graph, timed in alternating blocks (the machine's
+    drift, a neighbour's load or the disk's fsync then weigh on both alike), after a warm-up."""
+    block = max(1, runs // 10)
+    times: list[list[float]] = [[] for _ in graphs]
+    for g in graphs:
+        _run_block(g, 10**6, 20, durable)
+    for round_ in range(0, runs, block):
+        for k, g in enumerate(graphs):
+            times[k] += _run_block(g, round_, block, durable)
+    return [statistics.median(t) for t in times]
+
+
+def _checkpoints_per_run(path: Path) -> float:
     with sqlite3.connect(str(path)) as conn:
-        return conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0] / (runs + 20)
+        threads = conn.execute("SELECT count(DISTINCT thread_id) FROM checkpoints").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0] / max(1, threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,17 +143,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=300)
     args = parser.parse_args(argv)
     registry = _registry()
-    rows = []
+    labels = ("tiered engine", "hand-written StateGraph")
+    builders = (_engine, _hand_written)
+    memory = _paired([b(registry, None) for b in builders], args.runs, durable=False)
     with tempfile.TemporaryDirectory(prefix="tierflow-engine-bench-") as tmp:
-        for label, build in (("tiered engine", _engine), ("hand-written StateGraph", _hand_written)):
-            memory = _time(build(registry, None), args.runs, durable=False)
-            path = Path(tmp) / f"{label.split()[0]}.sqlite"
-            conn = sqlite3.connect(str(path), check_same_thread=False)
-            try:
-                sqlite = _time(build(registry, SqliteSaver(conn)), args.runs, durable=True)
-            finally:
-                conn.close()
-            rows.append((label, memory, sqlite, _checkpoints_per_run(path, args.runs)))
+        paths = [Path(tmp) / f"{i}.sqlite" for i in range(len(builders))]
+        conns = [sqlite3.connect(str(p), check_same_thread=False) for p in paths]
+        try:
+            sqlite = _paired([b(registry, SqliteSaver(c)) for b, c in zip(builders, conns)], args.runs, durable=True)
+        finally:
+            for c in conns:
+                c.close()
+        checkpoints = [_checkpoints_per_run(p) for p in paths]
+    rows = list(zip(labels, memory, sqlite, checkpoints))
     (_, e_mem, e_sql, e_ck), (_, h_mem, h_sql, h_ck) = rows
     for label, memory, sqlite, checkpoints in rows:
         print(f"{label:>24}: {1000 * memory:6.2f} ms per run, {1000 * sqlite:6.2f} ms with SqliteSaver; {checkpoints:.1f} checkpoints per run")

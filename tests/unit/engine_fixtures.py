@@ -96,7 +96,7 @@ from langchain_core.tools import StructuredTool  # noqa: E402
 
 from agents.spec import ToolBox  # noqa: E402
 from agents.workers import tool_caller  # noqa: E402
-from model_tiers import TierflowError  # noqa: E402
+from model_tiers import ToolRefusal  # noqa: E402
 
 
 class OrderBook:
@@ -108,14 +108,14 @@ class OrderBook:
 
     def lookup(self, order_id: str) -> dict[str, Any]:
         if order_id not in self.status:
-            raise TierflowError(f"order {order_id} not found")
+            raise ToolRefusal(f"order {order_id} not found")
         return {"order_id": order_id, "status": self.status[order_id]}
 
     def cancel(self, order_id: str, key: str) -> dict[str, Any]:
         if key in self.applied:
             return self.applied[key]
         if self.status.get(order_id) != "pending":
-            raise TierflowError(f"order {order_id} is {self.status.get(order_id)}; only pending orders can be cancelled")
+            raise ToolRefusal(f"order {order_id} is {self.status.get(order_id)}; only pending orders can be cancelled")
         self.status[order_id] = "cancelled"
         self.applied[key] = {"order_id": order_id, "status": "cancelled"}
         return self.applied[key]

@@ -209,3 +209,55 @@ def test_a_failed_task_is_stored_by_langgraph_with_its_secrets_masked() -> None:
     assert secret not in str(caught.value)
     stored = repr(list(saver.storage.items())) + repr(list(saver.writes.items()))
     assert "proxy echoed" in stored and secret not in stored
+
+
+def _streamed_and_recorded(graph: Any, payload: Any, config: dict[str, Any], context: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    streamed: list[dict[str, Any]] = []
+    values: dict[str, Any] = {}
+    for mode, chunk in graph.stream(payload, config, context=context, stream_mode=["custom", "values"]):
+        if mode == "custom":
+            streamed.append(chunk)
+        else:
+            values = chunk
+    recorded = list(values.get("events") or [])
+    return [e for e in streamed if e["type"] not in ("model_call", "final")], recorded
+
+
+def test_every_recorded_event_is_streamed_once_in_order() -> None:
+    """Across the paths that record each kind: pass, retry, escalate, fallback, top, human
+    review and its decisions, budgets, a run error, a rejected input."""
+    from agents.events import EVENT_KINDS
+    from langgraph.types import Command
+
+    bad = {"amount": "7", "currency": "EUR"}
+    ok = {"amount": "12", "currency": "EUR"}
+    seen: set[str] = set()
+    scenarios = [
+        ({"classify": [OK_LABEL], "extract": [bad, bad]}, {"extract": [ok]}, {}, None, None),
+        ({"classify": [ConnectionRefusedError("x")], "extract": [ok], "reply": [OK_REPLY]}, {"classify": [OK_LABEL]}, {}, None, None),
+        ({"classify": [OK_LABEL], "extract": [bad, bad]}, {"extract": [bad, bad]}, {"escalation": {"on_top_failure": "interrupt"}}, None,
+         [{"action": "edit", "value": ok}]),
+        ({"classify": [OK_LABEL], "extract": [bad, bad]}, {"extract": [bad, bad]}, {"escalation": {"on_top_failure": "interrupt"}}, None,
+         [{"action": "reject"}]),
+        ({"classify": [OK_LABEL], "extract": [bad, bad]}, {"extract": [ok]}, {"budget": {"max_frontier_calls": 0, "on_exhausted": "stop"}}, None, None),
+        ({"classify": [OK_LABEL], "extract": [bad, bad]}, {"extract": [ok]},
+         {"budget": {"max_frontier_calls": 0, "on_exhausted": "interrupt"}}, None, ["yes"]),
+        ({"classify": [_status_error(401)]}, {}, {}, None, None),
+    ]
+    for i, (slm, top, config, context, answers) in enumerate(scenarios):
+        reg, _, _ = registry({"reply": [OK_REPLY], **slm}, {"reply": [OK_REPLY], **top}, **config)
+        graph = compile_toy(reg, checkpointer=InMemorySaver())
+        thread = {"configurable": {"thread_id": f"events-{i}"}}
+        streamed, recorded = _streamed_and_recorded(graph, {"request": "refund 12 EUR"}, thread, context)
+        for answer in answers or []:
+            more, recorded = _streamed_and_recorded(graph, Command(resume=answer), thread, context)
+            streamed += more
+        assert streamed == recorded, (i, [e["type"] for e in streamed], [e["type"] for e in recorded])
+        seen |= {e["type"] for e in recorded}
+    reg, _, _ = registry({}, {})
+    streamed, recorded = _streamed_and_recorded(compile_toy(reg), {"request": "   "}, {"configurable": {"thread_id": "empty"}})
+    assert streamed == recorded
+    seen |= {e["type"] for e in recorded}
+    expected = {"route", "verdict", "retry", "escalate", "fallback", "top", "human_decision", "human_reject",
+                "budget_stop", "budget_approved", "run_error", "rejected_input"}
+    assert expected <= seen <= EVENT_KINDS, sorted(expected - seen)

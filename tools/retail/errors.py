@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from model_tiers.errors import TierflowError
+from model_tiers.errors import ToolRefusal
 
 __all__ = ["RetailErrorKind", "RetailToolError"]
 
@@ -14,7 +14,7 @@ __all__ = ["RetailErrorKind", "RetailToolError"]
 RetailErrorKind = Literal["invalid_argument", "not_found", "policy_violation", "conflict"]
 
 
-class RetailToolError(TierflowError):
+class RetailToolError(ToolRefusal):
     """A retail tool refused a call: bad input, unknown id, or a policy violation.
 
     The message says what was wrong and what to do instead; ``tool`` and ``kind`` let a
