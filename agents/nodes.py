@@ -29,7 +29,7 @@ from agents.context import (
 from agents.client_tools import openai_tools
 from agents.escalation import budget_block, budget_state, cheaper_alternative, first_tier, usable_ladder
 from agents.prompts import step_messages
-from agents.spec import PlanItem, StepKind, StepSpec
+from agents.spec import Attempt, PlanItem, Proposal, StepKind, StepSpec
 from model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal, Usage
 from model_tiers.config import coerce_context
 from model_tiers.providers._tool_calling import messages_as_text
@@ -55,14 +55,18 @@ __all__ = [
 VERIFY, DISPATCH, RESPONDER, ACT, HUMAN_REVIEW = "verify", "dispatch", "responder", "act", "human_review"
 
 
-def new_attempt(item: PlanItem) -> dict[str, Any]:
-    return {"item_id": item.id, "tier": None, "tries": 0, "number": 0, "feedback": [], "faults": [], "approved_over_budget": None}
+def new_attempt(item: PlanItem) -> Attempt:
+    return Attempt(item_id=item.id, tier=None, tries=0, number=0, feedback=[], faults=[], approved_over_budget=None)
 
 
-def attempt_for(state: Mapping[str, Any], item: PlanItem) -> dict[str, Any]:
+def attempt_for(state: Mapping[str, Any], item: PlanItem) -> Attempt:
+    """The item's escalation state from `state` (a copy, safe to edit), or a fresh one."""
     att = state.get("attempt")
     if att and att.get("item_id") == item.id:
-        return {**att, "feedback": list(att["feedback"]), "faults": list(att["faults"])}
+        return Attempt(
+            item_id=att["item_id"], tier=att["tier"], tries=att["tries"], number=att["number"],
+            feedback=list(att["feedback"]), faults=list(att["faults"]), approved_over_budget=att.get("approved_over_budget"),
+        )
     return new_attempt(item)
 
 
@@ -234,14 +238,15 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
         inp = step_input(state, item, services)
         att = attempt_for(state, item)
         att["number"] += 1
-        base = {"item_id": item.id, "step": item.step, "attempt": att["number"]}
+        base = Proposal(item_id=item.id, step=item.step, attempt=att["number"])
+        proposal: Proposal
 
         if spec.kind == StepKind.ACTION:
             assert spec.run is not None
             try:
-                proposal = {**base, "tier": None, "value": as_jsonable(spec.run(inp))}
+                proposal = Proposal(**base, tier=None, value=as_jsonable(spec.run(inp)))
             except ToolRefusal as err:
-                proposal = {**base, "tier": None, "error_kind": "action_error", "error": str(err)}
+                proposal = Proposal(**base, tier=None, error_kind="action_error", error=str(err))
             except TierflowError:
                 raise  # a misconfiguration or a broken resource: said as such
             except sqlite3.OperationalError:
@@ -263,14 +268,14 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
         if att["tier"] is None:
             _, skipped = usable_ladder(cfg, spec.role, needs)
             why = "; ".join(f"{t}: {r}" for t, r in skipped) or "the ladder is empty for this role"
-            proposal = {**base, "tier": None, "error_kind": "no_tier", "error": f"no tier can run this step ({why})"}
+            proposal = Proposal(**base, tier=None, error_kind="no_tier", error=f"no tier can run this step ({why})")
             return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
 
         tier, stop, events = _budget_gate(spec, item, att, state, services, needs)
         if stop is not None:
             return stop
         att["tier"] = tier
-        base["tier"] = tier
+        base = Proposal(**base, tier=tier)
         if cfg.tier(tier).prompt == "compact":
             messages = step_messages(spec, inp, feedback, compact=True)
         try:
@@ -294,15 +299,15 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
             else:
                 reply = services.registry.call(tier, messages, schema=spec.output_model)
                 value = as_jsonable(reply.value)
-            proposal = {**base, "value": value, "usage": reply.usage.model_dump()}
+            proposal = Proposal(**base, value=value, usage=reply.usage.model_dump())
         except TierMisconfigured as err:
             # Never a fallback: the next tier would pay for what a config fix makes cheap.
-            proposal = {**base, "error_kind": "config", "error": str(err), "usage": _usage_dump(err.usage)}
+            proposal = Proposal(**base, error_kind="config", error=str(err), usage=_usage_dump(err.usage))
             return stop_for_error(state, runtime, spec, proposal, "configuration", str(err), events)
         except TierUnreachable as err:
-            proposal = {**base, "error_kind": "fault", "error": str(err), "usage": _usage_dump(err.usage)}
+            proposal = Proposal(**base, error_kind="fault", error=str(err), usage=_usage_dump(err.usage))
         except InvalidModelOutput as err:
-            proposal = {**base, "error_kind": "invalid", "error": err.reason, "raw": err.raw, "usage": _usage_dump(err.usage)}
+            proposal = Proposal(**base, error_kind="invalid", error=err.reason, raw=err.raw, usage=_usage_dump(err.usage))
         emit(runtime, {"type": "model_call", **base, "error": proposal.get("error_kind")})
         return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att, "events": events})
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
+from typing_extensions import TypedDict
 
 __all__ = [
     "StepKind",
@@ -20,6 +21,11 @@ __all__ = [
     "Check",
     "StepSpec",
     "ToolBox",
+    "ErrorKind",
+    "Feedback",
+    "Fault",
+    "Attempt",
+    "Proposal",
 ]
 
 
@@ -144,3 +150,55 @@ class StepSpec:
     def executes_tools(self) -> bool:
         """Whether a verified call of this step runs here (the act node) rather than at the caller."""
         return self.kind == StepKind.TOOL and not self.client_tools
+
+
+# -- what the loop's nodes hand each other -----------------------------------------------------
+# TypedDicts, not models: they live in checkpointed state, which stores plain JSON-like data.
+
+ErrorKind = Literal["fault", "invalid", "config", "action_error", "no_tier"]
+
+
+class Feedback(TypedDict):
+    """A rejected candidate, fed back to the next try: the value, why, and on which tier."""
+
+    candidate: Any
+    reason: str
+    tier: str | None
+
+
+class Fault(TypedDict):
+    """A tier that did not answer (the step fell back from it)."""
+
+    tier: str | None
+    reason: str
+
+
+class Attempt(TypedDict):
+    """Where one plan item stands on the ladder: its tier, tries there, attempts made,
+    the feedback so far and the faults; `approved_over_budget` is (tier, attempt number)
+    when a human allowed that one call over budget."""
+
+    item_id: str
+    tier: str | None
+    tries: int
+    number: int
+    feedback: list[Feedback]
+    faults: list[Fault]
+    approved_over_budget: tuple[str, int] | list[Any] | None
+
+
+class Proposal(TypedDict, total=False):
+    """One attempt's outcome, handed from the step node to the verifier: the candidate
+    `value` with its `usage`, or an `error_kind` with the `error` (and the model's `raw`
+    text, for invalid output)."""
+
+    item_id: str
+    step: str
+    attempt: int
+    tier: str | None
+    value: Any
+    usage: dict[str, Any] | None
+    error_kind: ErrorKind
+    error: str
+    raw: str
+

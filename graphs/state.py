@@ -9,6 +9,7 @@ from typing_extensions import TypedDict
 
 # The engine's nodes write it, the reducer reads it.
 from agents.context import RESET
+from agents.spec import Attempt, Proposal
 
 __all__ = ["TieredState", "TieredInput", "ClientFunctionsInput", "TieredOutput", "merge_dicts", "RESET"]
 
@@ -62,8 +63,8 @@ class TieredState(TypedDict, total=False):
     results: Annotated[dict[str, Any], merge_dicts]
     decided_by: Annotated[dict[str, str], merge_dicts]
     # Escalation position of the current item, and the candidate waiting for the verifier.
-    attempt: dict[str, Any] | None
-    proposal: dict[str, Any] | None
+    attempt: Attempt | None
+    proposal: Proposal | None
     review_error: str | None
     # Every model call (Usage records with step, role, attempt and verdict) and every event.
     ledger: Annotated[list[dict[str, Any]], operator.add]
