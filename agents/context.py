@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.escalation import StepNeeds
+from agents.spec import StepNeeds
 from agents.spec import PlanItem, StepInput, StepKind, StepSpec, ToolBox
 from model_tiers import TierRegistry, estimate_tokens, redact_value
 

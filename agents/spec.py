@@ -26,6 +26,7 @@ __all__ = [
     "Fault",
     "Attempt",
     "Proposal",
+    "StepNeeds",
 ]
 
 
@@ -150,6 +151,16 @@ class StepSpec:
     def executes_tools(self) -> bool:
         """Whether a verified call of this step runs here (the act node) rather than at the caller."""
         return self.kind == StepKind.TOOL and not self.client_tools
+
+
+@dataclass(frozen=True)
+class StepNeeds:
+    """What a step requires of a tier before it may run there."""
+
+    tools: bool = False
+    structured: bool = False
+    prompt_tokens: int = 0
+    local_only: bool = False
 
 
 # -- what the loop's nodes hand each other -----------------------------------------------------

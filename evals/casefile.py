@@ -437,7 +437,7 @@ class TierJudge:
     def __call__(self, check: FieldCheck, value: Any, expected: Any) -> tuple[bool, str | None]:
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        from agents.verifier import JudgeVerdict
+        from agents.loop.verify import JudgeVerdict
         from model_tiers import TierRegistry, load_tier_config
 
         if self._registry is None:

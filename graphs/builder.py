@@ -25,11 +25,11 @@ from langgraph.types import Command, RetryPolicy
 
 from agents.client_tools import parse_functions
 from agents.context import Services, emit
-from agents.events import check_events, publish
-from agents.nodes import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, make_act_node, make_step_node, next_node
+from agents.loop import make_act_node, make_human_review_node, make_step_node, make_verifier_node
+from agents.loop.common import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, next_node
+from agents.loop.events import check_events, publish
 from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
-from agents.verifier import make_human_review_node, make_verifier_node
-from model_tiers import ConfigError, TierRegistry, TierRunContext, apply_run_context, load_tier_config
+from model_tiers import TierRegistry, TierRunContext, apply_run_context, load_tier_config
 from model_tiers.config import coerce_context
 from model_tiers.secrets import redact_exception, redact_value
 from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState

@@ -226,7 +226,7 @@ def _streamed_and_recorded(graph: Any, payload: Any, config: dict[str, Any], con
 def test_every_recorded_event_is_streamed_once_in_order() -> None:
     """Across the paths that record each kind: pass, retry, escalate, fallback, top, human
     review and its decisions, budgets, a run error, a rejected input."""
-    from agents.events import EVENT_KINDS
+    from agents.loop.events import EVENT_KINDS
     from langgraph.types import Command
 
     bad = {"amount": "7", "currency": "EUR"}

@@ -30,7 +30,7 @@ def _tag_prompt(monkeypatch):
         messages[0].content = f"[{spec.name}] " + messages[0].content
         return messages
 
-    monkeypatch.setattr("agents.nodes.step_messages", tagged)
+    monkeypatch.setattr("agents.loop.step.step_messages", tagged)
 
 
 def test_valid_slots_pass_with_offsets():

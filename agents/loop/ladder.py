@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agents.spec import StepNeeds
 from model_tiers import TierConfig, TierSpec
 
 __all__ = [
@@ -26,16 +27,6 @@ __all__ = [
     "budget_block",
     "cheaper_alternative",
 ]
-
-
-@dataclass(frozen=True)
-class StepNeeds:
-    """What a step requires of a tier before it may run there."""
-
-    tools: bool = False
-    structured: bool = False
-    prompt_tokens: int = 0
-    local_only: bool = False
 
 
 def _lacks(spec: TierSpec, needs: StepNeeds) -> str | None:

@@ -1,4 +1,4 @@
-"""The verifier node and the human-review node: where a step passes, retries, climbs the
+"""The verifier node: where a candidate passes (and the run goes on), retries, climbs the
 ladder, or stops at a human.
 
 Checks run cheapest first: schema validity (already enforced when the proposal was parsed;
@@ -13,13 +13,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 from pydantic import BaseModel, Field, ValidationError
 
-from agents.context import ServiceResolver, as_jsonable, current_item, step_input, step_needs
-from agents.escalation import Decision, after_failure, after_fault, has_higher_tier
 from agents.client_tools import call_problem
-from agents.nodes import (
+from agents.context import ServiceResolver, current_item, step_input, step_needs
+from agents.loop.ladder import Decision, after_failure, after_fault, has_higher_tier
+from agents.prompts import user_prompt
+from agents.spec import PlanItem, StepInput, StepKind, StepSpec
+from model_tiers import TierflowError
+
+from agents.loop.common import (
     ACT,
     HUMAN_REVIEW,
     RESPONDER,
@@ -34,11 +38,12 @@ from agents.nodes import (
     tools_for,
     tools_text,
 )
-from agents.prompts import user_prompt
-from agents.spec import PlanItem, StepInput, StepKind, StepSpec
-from model_tiers import TierflowError
 
-__all__ = ["make_verifier_node", "make_human_review_node", "JudgeVerdict"]
+__all__ = [
+    "make_verifier_node",
+    "JudgeVerdict",
+    "tool_reason",
+]
 
 
 class JudgeVerdict(BaseModel):
@@ -46,7 +51,7 @@ class JudgeVerdict(BaseModel):
     reason: str = Field(description="one sentence")
 
 
-def _tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], services: Any, state: Mapping[str, Any]) -> str | None:
+def tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], services: Any, state: Mapping[str, Any]) -> str | None:
     """Why a proposed call (or no call) does not fit the step's tools (None when it does)."""
     name = value.get("name")
     if name is None:
@@ -175,7 +180,7 @@ def make_verifier_node(
         if kind is not None:
             reason = f"{kind}: {proposal.get('error')}"
         elif spec.kind == StepKind.TOOL:
-            reason = _tool_reason(spec, item, value, services, state)
+            reason = tool_reason(spec, item, value, services, state)
             if reason is None and value.get("name") is not None:
                 value = _normalised_call(spec, value, services)
         parsed: Any = value
@@ -233,67 +238,3 @@ def make_verifier_node(
         return commit_and_advance(state, runtime, item, result, proposal.get("tier") or "code", events, ledger=ledger)
 
     return verify, escalate
-
-
-def _coerce_review(answer: Any) -> tuple[str, Any]:
-    if isinstance(answer, Mapping) and answer.get("action") in {"approve", "edit", "reject"}:
-        return str(answer["action"]), answer.get("value")
-    return "edit", answer
-
-
-def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolver) -> Any:
-    """Pause for a human when the top tier failed; resume with approve / edit / reject."""
-
-    def human_review(state: dict[str, Any], runtime: Any) -> Command:
-        services = resolve(runtime)
-        item = current_item(state)
-        spec = steps[item.step]
-        att = state.get("attempt") or {}
-        candidates = [fb.get("candidate") for fb in att.get("feedback", [])]
-        answer = interrupt(
-            {
-                "type": "human_review",
-                "step": item.step,
-                "item_id": item.id,
-                "candidates": candidates,
-                "reasons": [fb.get("reason") for fb in att.get("feedback", [])],
-                "faults": att.get("faults", []),
-                "schema": spec.output_model.model_json_schema() if spec.output_model else None,
-                "error": state.get("review_error"),
-                "how_to_answer": (
-                    '{"action": "approve"} (last candidate), {"action": "edit", "value": ...}, or {"action": "reject"}'
-                    if any(c is not None for c in candidates)
-                    else '{"action": "edit", "value": ...} or {"action": "reject"} (no tier produced a candidate to approve)'
-                ),
-            }
-        )
-        action, value = _coerce_review(answer)
-        if action == "reject":
-            failure = {"step": item.step, "item_id": item.id, "reason": "rejected by a human reviewer", "candidates": att.get("feedback", [])}
-            return Command(goto=RESPONDER, update={"status": "failed", "failure": failure, "events": [{"type": "human_reject", "step": item.step, "item_id": item.id}]})
-        if action == "approve" and value is None:
-            value = next((c for c in reversed(candidates) if c is not None), None)
-            if value is None:
-                # Nothing to approve (every tier faulted or gave unreadable output): asking
-                # again with the same options would loop for ever.
-                why = "no tier produced a usable candidate to approve; answer with edit (give the value) or reject"
-                return Command(goto=HUMAN_REVIEW, update={"review_error": why})
-        try:
-            if spec.output_model is not None:
-                value = as_jsonable(spec.output_model.model_validate(value))
-            elif spec.kind == StepKind.TOOL:
-                if not isinstance(value, Mapping) or "name" not in value:
-                    raise ValueError('a tool step takes {"name": ..., "args": {...}} (or {"name": null} where the step may make no call)')
-                value = {"name": value["name"], "args": value.get("args"), **({"reply": value["reply"]} if "reply" in value else {})}
-                problem = _tool_reason(spec, item, value, services, state)
-                if problem:
-                    raise ValueError(problem)
-        except (ValidationError, ValueError) as err:
-            return Command(goto=HUMAN_REVIEW, update={"review_error": f"the reviewed value is invalid: {err}"})
-        event = {"type": "human_decision", "step": item.step, "item_id": item.id, "action": action}
-        if spec.executes_tools and value.get("name") is not None:
-            return Command(goto=ACT, update={"proposal": {**(state.get("proposal") or {}), "value": value, "tier": "human"}, "review_error": None, "events": [event]})
-        result = tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value
-        return commit_and_advance(state, runtime, item, result, "human", [event], review_error=None)
-
-    return human_review

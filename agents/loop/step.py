@@ -1,0 +1,167 @@
+"""The step node (one per declared step): one attempt on the tier the escalation state names.
+
+It picks the tier, checks the budget, calls the model (or runs the action) and hands a
+`Proposal` to the verifier. Retries and escalation are edges the verifier takes back to
+this node, never loops here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import traceback
+from typing import Any
+
+from langgraph.types import Command, interrupt
+
+from agents.context import ServiceResolver, Services, as_jsonable, current_item, emit, step_input, step_needs
+from agents.loop.ladder import budget_block, budget_state, cheaper_alternative, first_tier, usable_ladder
+from agents.prompts import step_messages
+from agents.spec import PlanItem, Proposal, StepKind, StepSpec
+from model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal
+from model_tiers.providers._tool_calling import messages_as_text
+
+from agents.loop.common import (
+    RESPONDER,
+    VERIFY,
+    attempt_for,
+    is_yes,
+    stop_for_error,
+    tools_for,
+    tools_text,
+    usage_dump,
+)
+
+__all__ = [
+    "make_step_node",
+]
+
+
+def _stop(item: PlanItem, reason: str, events: list[dict[str, Any]]) -> Command:
+    event = {"type": "budget_stop", "step": item.step, "item_id": item.id, "reason": reason}
+    return Command(
+        goto=RESPONDER,
+        update={"status": "stopped", "failure": {"step": item.step, "reason": reason}, "events": [*events, event]},
+    )
+
+
+def _budget_gate(
+    spec: StepSpec, item: PlanItem, att: dict[str, Any], state: Mapping[str, Any], services: Services, needs: Any
+) -> tuple[str | None, Command | None, list[dict[str, Any]]]:
+    """Apply the budget policy before a call. Returns (tier to use, stop command, events)."""
+    cfg = services.registry.config
+    tier = att["tier"]
+    # Budgets are per run; a thread may hold earlier runs' ledger entries.
+    spent = budget_state(cfg, [u for u in state.get("ledger") or [] if u.get("run_id") == state.get("run_id")])
+    block = budget_block(cfg, spent, tier)
+    if block is None or att.get("approved_over_budget") == (tier, att["number"]):
+        return tier, None, []
+    policy = cfg.budget.on_exhausted
+    if policy == "cheaper_only":
+        alt = cheaper_alternative(cfg, spec.role, needs, tier)
+        if alt is not None and budget_block(cfg, spent, alt) is None:
+            event = {"type": "budget_downgrade", "step": item.step, "item_id": item.id, "from": tier, "to": alt, "reason": block}
+            return alt, None, [event]
+        return None, _stop(item, f"{block}; no cheaper tier can run '{item.step}'", []), []
+    if policy == "interrupt":
+        answer = interrupt(
+            {
+                "type": "budget",
+                "step": item.step,
+                "item_id": item.id,
+                "tier": tier,
+                "reason": block,
+                "question": f"The run's budget is spent ({block}). Allow one more call on '{tier}'? yes/no",
+            }
+        )
+        if is_yes(answer):
+            att["approved_over_budget"] = (tier, att["number"])
+            return tier, None, [{"type": "budget_approved", "step": item.step, "item_id": item.id, "tier": tier}]
+        return None, _stop(item, f"{block}; a human declined to go over budget", []), []
+    return None, _stop(item, block, []), []
+
+
+def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
+    """The node that runs one attempt of `spec` on the tier the escalation state names."""
+
+    def step_node(state: dict[str, Any], runtime: Any) -> Command:
+        services = resolve(runtime)
+        item = current_item(state)
+        inp = step_input(state, item, services)
+        att = attempt_for(state, item)
+        att["number"] += 1
+        base = Proposal(item_id=item.id, step=item.step, attempt=att["number"])
+        proposal: Proposal
+
+        if spec.kind == StepKind.ACTION:
+            assert spec.run is not None
+            try:
+                proposal = Proposal(**base, tier=None, value=as_jsonable(spec.run(inp)))
+            except ToolRefusal as err:
+                proposal = Proposal(**base, tier=None, error_kind="action_error", error=str(err))
+            except TierflowError:
+                raise  # a misconfiguration or a broken resource: said as such
+            except sqlite3.OperationalError:
+                raise  # storage contention: the node's retry policy runs it again
+            except Exception as err:
+                why = f"the action '{spec.name}' raised {type(err).__name__}: {err}"
+                return stop_for_error(state, runtime, None, {}, "bug", why, detail=traceback.format_exc())
+            return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
+
+        feedback = att["feedback"]
+        if not services.registry.config.escalation.feedback_to_next_tier:
+            feedback = [f for f in feedback if f.get("tier") == att["tier"]]
+        messages = step_messages(spec, inp, feedback)
+        tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
+        needs = step_needs(spec, messages_as_text(messages) + tools_text(tools))
+        cfg = services.registry.config
+        if att["tier"] is None:
+            att["tier"] = first_tier(cfg, spec.role, needs)
+        if att["tier"] is None:
+            _, skipped = usable_ladder(cfg, spec.role, needs)
+            why = "; ".join(f"{t}: {r}" for t, r in skipped) or "the ladder is empty for this role"
+            proposal = Proposal(**base, tier=None, error_kind="no_tier", error=f"no tier can run this step ({why})")
+            return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
+
+        tier, stop, events = _budget_gate(spec, item, att, state, services, needs)
+        if stop is not None:
+            return stop
+        att["tier"] = tier
+        base = Proposal(**base, tier=tier)
+        if cfg.tier(tier).prompt == "compact":
+            messages = step_messages(spec, inp, feedback, compact=True)
+        try:
+            if spec.kind == StepKind.TOOL:
+                choice = item.tool or ("auto" if spec.may_decline else "any")
+                reply = services.registry.call(tier, messages, tools=tools, tool_choice=choice)
+                calls = reply.value
+                value: Any
+                if calls:
+                    value = {"name": calls[0]["name"], "args": calls[0]["args"]}
+                elif spec.may_decline:
+                    content = reply.message.content
+                    text = content if isinstance(content, str) else json.dumps(content)
+                    if text.lstrip().startswith(("{", "[")):
+                        # JSON where a call was due is a call the model wrote as text (or
+                        # broke), not a decision to make none.
+                        raise InvalidModelOutput(tier, "the reply is JSON text, not a tool call nor a plain-text decline", raw=text[:2000], usage=reply.usage)
+                    value = {"name": None, "args": None, "reply": text}
+                else:
+                    raise InvalidModelOutput(tier, "the reply contains no tool call", usage=reply.usage)
+            else:
+                reply = services.registry.call(tier, messages, schema=spec.output_model)
+                value = as_jsonable(reply.value)
+            proposal = Proposal(**base, value=value, usage=reply.usage.model_dump())
+        except TierMisconfigured as err:
+            # Never a fallback: the next tier would pay for what a config fix makes cheap.
+            proposal = Proposal(**base, error_kind="config", error=str(err), usage=usage_dump(err.usage))
+            return stop_for_error(state, runtime, spec, proposal, "configuration", str(err), events)
+        except TierUnreachable as err:
+            proposal = Proposal(**base, error_kind="fault", error=str(err), usage=usage_dump(err.usage))
+        except InvalidModelOutput as err:
+            proposal = Proposal(**base, error_kind="invalid", error=err.reason, raw=err.raw, usage=usage_dump(err.usage))
+        emit(runtime, {"type": "model_call", **base, "error": proposal.get("error_kind")})
+        return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att, "events": events})
+
+    step_node.__name__ = f"step_{spec.name}"
+    return step_node
