@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
@@ -31,6 +31,7 @@ __all__ = [
     "DatasetSource",
     "DatasetFormatError",
     "sample_rank",
+    "json_lines",
 ]
 
 InputsT = TypeVar("InputsT")
@@ -74,6 +75,21 @@ class Case(BaseModel, Generic[InputsT, ExpectedT]):
     inputs: InputsT
     expected: ExpectedT
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def json_lines(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL text; a line that is not a
+    JSON object is a `DatasetFormatError` naming the file and the line."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetFormatError(path, f"invalid JSON ({err.msg})", row=number) from None
+        if not isinstance(record, dict):
+            raise DatasetFormatError(path, "each line must be a JSON object", row=number)
+        yield number, record
 
 
 def sample_rank(case_id: str, seed: int) -> str:
@@ -172,20 +188,10 @@ class Dataset(BaseModel, Generic[InputsT, ExpectedT]):
         (``Dataset[IntentInputs, IntentExpected].from_jsonl(p)``) to get typed cases."""
         source = Path(path)
         try:
-            lines = source.read_text(encoding="utf-8").splitlines()
+            text = source.read_text(encoding="utf-8")
         except OSError as err:
             raise DatasetFormatError(source, f"cannot read dataset JSONL: {err}") from err
-        records: list[dict[str, Any]] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetFormatError(source, f"invalid JSON: {err}", row=number) from err
-            if not isinstance(record, dict):
-                raise DatasetFormatError(source, "each line must be a JSON object", row=number)
-            records.append(record)
+        records = [record for _, record in json_lines(source, text)]
         if not records or _HEADER_KEY not in records[0]:
             raise DatasetFormatError(
                 source,

@@ -4,7 +4,6 @@ case file with per-field evaluators, served to Studio; the catalog is the one li
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from graphs.catalog import SHIPPED_GRAPHS, graph_catalog, langgraph_graphs, proj
 from graphs.examples.refund_desk import WORKFLOW
 from graphs.studio import config_with_graphs
 from model_tiers import ConfigError
+from tests.cli import scripted_cli_env, tierflow
 from tests.conftest import REPO_ROOT
 from tests.unit.own_graph_scripts import TIERS_TOML
 
@@ -26,16 +26,7 @@ STEPS = [s.name for s in WORKFLOW.all_steps]
 
 @pytest.fixture()
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    tiers = tmp_path / "tiers.toml"
-    tiers.write_text(TIERS_TOML)
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OLLAMA_HOST")}
-    env.update({"TIERFLOW_TIERS": str(tiers), "TIERFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO_ROOT)})
-    return env
-
-
-def tierflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evals.cli", *args], cwd=REPO_ROOT, env=env, text=True,
-                          capture_output=True, timeout=240, stdin=subprocess.DEVNULL)
+    return scripted_cli_env(tmp_path, TIERS_TOML)
 
 
 # -- the catalog and references ------------------------------------------------------------

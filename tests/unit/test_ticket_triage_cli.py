@@ -3,7 +3,6 @@ real SQLite checkpoints, real subprocesses (killed with SIGKILL and resumed)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import scripted_cli_env, tierflow
 from tests.conftest import REPO_ROOT
 from tests.unit.triage_scripts import TIERS_TOML
 from tools.helpdesk import Helpdesk
@@ -21,18 +21,7 @@ MESSAGE = "I lost my card yesterday on the bus, please block it."
 
 @pytest.fixture()
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    tiers = tmp_path / "tiers.toml"
-    tiers.write_text(TIERS_TOML)
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OLLAMA_HOST")}
-    env.update({"TIERFLOW_TIERS": str(tiers), "TIERFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO_ROOT)})
-    return env
-
-
-def tierflow(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "evals.cli", *args], cwd=REPO_ROOT, env=env, text=True,
-        capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )
+    return scripted_cli_env(tmp_path, TIERS_TOML)
 
 
 def tickets(env: dict[str, str]) -> list:
