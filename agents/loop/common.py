@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 
+# DISPATCH is no node any more (each node routes to the next step itself); the name stays
+# reserved, so no step takes it.
 VERIFY, DISPATCH, RESPONDER, ACT, HUMAN_REVIEW = "verify", "dispatch", "responder", "act", "human_review"
 
 

@@ -5,8 +5,9 @@
     tierflow studio graphs/examples/refund_desk.py:WORKFLOW
 
 Three steps: classify the message (slm first), extract the order and amount (slm first,
-each value checked against the message), write the reply (the frontier). Nothing else is
-registered anywhere: the reference is the file and the name of the Workflow in it.
+each value checked against the message, and the amount by a check of our own), write the
+reply (the frontier). Nothing else is registered anywhere: the reference is the file and
+the name of the Workflow in it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agents.spec import Check, StepInput
 from agents.workers import classifier, default_plan, extractor, writer
 from graphs.builder import Workflow
 
@@ -35,6 +37,17 @@ class Refund(BaseModel):
 
 class Reply(BaseModel):
     reply: str = Field(description="two sentences at most, to the customer")
+
+
+def amount_is_a_plain_number(value: Refund, inp: StepInput) -> str | None:
+    """A check of our own: None when the value passes, else the reason (fed back to the model)."""
+    if value.amount is None:
+        return None
+    try:
+        float(value.amount.replace(",", "."))
+    except ValueError:
+        return f"amount {value.amount!r} is not a number; give the digits only, without the currency"
+    return None
 
 
 def _finalize(state: Mapping[str, Any], _resources: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,6 +70,7 @@ WORKFLOW = Workflow(
         extractor(
             "extract", schema=Refund, grounded_fields=("order_id", "amount"),
             instructions="Copy the order number and the amount from the message; leave out what it does not say.",
+            checks=[Check("amount_is_a_plain_number", amount_is_a_plain_number)],
         ),
         writer("reply", schema=Reply, instructions="Write a short, polite reply that says what happens next."),
     ),
