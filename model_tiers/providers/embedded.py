@@ -48,6 +48,7 @@ __all__ = [
     "get_engine",
     "embedded_chat",
     "fold_system",
+    "grammar_for",
     "grammar_safe_schema",
     "max_output_chars",
     "resolve_model_path",
@@ -199,7 +200,7 @@ class EmbeddedEngine:
         """
         if self.fold_system:
             messages = fold_system(messages)
-        grammar = _grammar(json.dumps(json_schema, sort_keys=True)) if json_schema else None
+        grammar = grammar_for(json_schema) if json_schema else None
 
         def run() -> dict[str, Any]:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -288,6 +289,17 @@ class EmbeddedEngine:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def grammar_for(schema: Mapping[str, Any]) -> Any:
+    """The grammar that constrains a decode to `schema`, or None where llama.cpp's schema
+    converter cannot express it (`not`, a `pattern` without ^...$, a type it does not
+    know): the decode is then unconstrained, and the reply is still validated against the
+    schema by the caller, so a wrong shape becomes a failed verdict, never a crash."""
+    try:
+        return _grammar(json.dumps(schema, sort_keys=True))
+    except (AssertionError, ValueError, KeyError, TypeError, NotImplementedError, RecursionError):
+        return None
 
 
 @lru_cache(maxsize=256)

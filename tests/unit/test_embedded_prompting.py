@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+import pytest
 from pydantic import BaseModel, Field
 
 from agents.spec import PlanItem, StepInput
 from agents.workers import classifier, label_model
 from graphs.ticket_triage import TicketEntities
-from model_tiers.providers.embedded import max_output_chars, tool_call_schema, tools_prompt
+from model_tiers.providers.embedded import grammar_for, max_output_chars, tool_call_schema, tools_prompt
 
 
 def _params(model: type[BaseModel]) -> dict:
@@ -100,3 +101,13 @@ def test_copied_fields_require_every_field_in_the_schema_and_read_null_words_as_
     assert Slots.model_validate({}) == Slots()  # a human may give only some fields
     assert repeated_value({"a": "EUR", "b": None, "c": " eur"}) == ("c", "a", " eur")
     assert repeated_value({"a": "EUR", "b": "USD", "n": 250}) is None
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"not": {"type": "string"}}, {"type": "string", "pattern": "(?i)abc"}],
+)
+def test_a_schema_the_grammar_cannot_express_degrades_to_an_unconstrained_decode(field: dict) -> None:
+    """llama.cpp's converter asserts on these; the call must still run (and be validated)."""
+    assert grammar_for({"type": "object", "properties": {"x": field}}) is None
+    assert grammar_for({"type": "object", "properties": {"x": {"type": "string"}}}) is not None
