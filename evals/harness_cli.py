@@ -98,6 +98,7 @@ def _eval(args: argparse.Namespace) -> int:
             policies=tuple(policies),
             out_dir=Path(args.out) if args.out else None,
             dataset_path=Path(args.dataset) if args.dataset else None,
+            split=args.split,
             limit=args.limit,
             seed=args.seed,
             concurrency=args.concurrency,
@@ -157,6 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "STEP/FIELD for a step's field (repeatable)",
     )
     p.add_argument("--suite", help="suite name (default: picked from the dataset path, else the graph's first suite)")
+    p.add_argument("--split", help="the split to evaluate, for a dataset file that holds several (clinc150: val (default), test, train)")
     p.add_argument(
         "--policy", nargs="+", action="extend", metavar="P",
         help="policies to compare: all-slm, all-frontier, tiered, tiered-confX (confidence threshold X), sweep "

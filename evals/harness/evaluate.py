@@ -32,6 +32,8 @@ class EvalSettings:
     policies: tuple[Policy, ...]
     out_dir: Path | None = None
     dataset_path: Path | None = None
+    # For suites whose file holds several splits (see Suite.splits); None: the default one.
+    split: str | None = None
     limit: int | None = None
     seed: int = 0
     concurrency: int = 4
@@ -59,11 +61,11 @@ def effective_tier_config(config: TierConfig) -> dict[str, Any]:
     return data
 
 
-def default_out_dir(suite: Suite, tier_config: Mapping[str, Any], policies: Sequence[Policy]) -> Path:
+def default_out_dir(suite: Suite, tier_config: Mapping[str, Any], policies: Sequence[Policy], split: str | None = None) -> Path:
     """`<data dir>/evals/<graph>-<suite>-<fingerprint>`: the same settings resume the same
     folder; other tiers or run-context overrides get their own."""
     overrides = sorted({json.dumps({k: v for k, v in p.context_dict().items() if k not in ("policy", "confidence_threshold")}, sort_keys=True) for p in policies})
-    blob = json.dumps({"tiers": tier_config, "overrides": overrides}, sort_keys=True).encode()
+    blob = json.dumps({"tiers": tier_config, "overrides": overrides, **({"split": split} if split else {})}, sort_keys=True).encode()
     # A graph named by reference (my_pkg.agent:WORKFLOW, path/to/agent.py:WORKFLOW) gets a folder-safe name.
     graph = "".join(c if c.isalnum() or c in "-_" else "_" for c in suite.graph.rsplit("/", 1)[-1])
     return home_dir() / "evals" / f"{graph}-{suite.name}-{hashlib.sha256(blob).hexdigest()[:8]}"
@@ -80,16 +82,17 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
     if suite.graded_steps and not settings.whole_graph:
         settings = replace(settings, policies=tuple(p.with_overrides(stop_after=list(suite.graded_steps)) for p in settings.policies))
     tier_config = effective_tier_config(load_tier_config(settings.tiers_file))
-    dataset = suite.load(settings.dataset_path, settings.limit, settings.seed)
+    dataset = suite.load_cases(settings.dataset_path, settings.limit, settings.seed, settings.split)
     if not dataset.cases:
         raise ConfigError(f"the dataset {dataset.source.path} has no cases for suite '{suite.name}'")
-    out_dir = Path(settings.out_dir) if settings.out_dir is not None else default_out_dir(suite, tier_config, settings.policies)
+    out_dir = Path(settings.out_dir) if settings.out_dir is not None else default_out_dir(suite, tier_config, settings.policies, settings.split)
     store = ResultStore(out_dir)
     manifest = store.open(
         RunManifest(
             graph=suite.graph,
             suite=suite.name,
-            dataset=dataset.source.path,
+            # Two splits of one file are two datasets: a run folder holds one.
+            dataset=dataset.source.path + (f"#{settings.split}" if settings.split else ""),
             tier_config=tier_config,
             policies={p.name: p.context_dict() for p in settings.policies},
         ),

@@ -102,6 +102,8 @@ class Aggregate:
 
 
 DatasetLoader = Callable[[Path | None, int | None, int], Dataset[Any, Any]]
+# (path or None, limit, seed, split) -> the sampled dataset, for suites whose file holds splits.
+SplitLoader = Callable[[Path | None, int | None, int, str], Dataset[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,10 @@ class Suite:
     # The steps the graders read. A case runs only until these have a verified result
     # (the run context's `stop_after`), unless the eval asks for the whole graph.
     graded_steps: tuple[str, ...] = ()
+    # Files with several splits (CLINC150's train / val / test): the splits `--split` may
+    # name, the default first, and the loader that takes one.
+    splits: tuple[str, ...] = ()
+    load_split: SplitLoader | None = None
     # What each evaluator measures, by name (printed in the report).
     metric_notes: Mapping[str, str] = field(default_factory=dict)
     # What the suite measures and does not, printed in the report.
@@ -153,12 +159,28 @@ class Suite:
             raise ValueError(f"suite '{self.name}': primary metric '{self.primary}' is not one of {names}")
         if self.prepare_case is not None and self.max_concurrency != 1:
             raise ValueError(f"suite '{self.name}': prepare_case resets shared state, so max_concurrency must be 1")
+        if bool(self.splits) != (self.load_split is not None):
+            raise ValueError(f"suite '{self.name}': splits and load_split go together")
         if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
             raise ValueError(f"suite '{self.name}': thresholds must be in [0, 1]")
 
     @property
     def metric_names(self) -> list[str]:
         return [_name_of(e) for e in self.evaluators] + [a.name for a in self.aggregates]
+
+    def load_cases(self, path: Path | None, limit: int | None, seed: int, split: str | None = None) -> Dataset[Any, Any]:
+        """The sampled cases, from `split` where the suite's file has several."""
+        if split is None:
+            return self.load(path, limit, seed)
+        if self.load_split is None:
+            from model_tiers import ConfigError
+
+            raise ConfigError(f"suite '{self.name}' reads one split; --split applies to suites with several (clinc150)")
+        if split not in self.splits:
+            from model_tiers import ConfigError
+
+            raise ConfigError(f"suite '{self.name}' has no split '{split}'; its splits: {', '.join(self.splits)}")
+        return self.load_split(path, limit, seed, split)
 
     def truth_for(self, node: str) -> StepTruth | None:
         return next((t for t in self.truths if t.node == node), None)

@@ -152,11 +152,14 @@ def _by_scope(case: IntentCase) -> str:
     return "oos" if case.expected.out_of_scope else "in_scope"
 
 
-def _load_clinc150(path: Path | None, limit: int | None, seed: int) -> IntentDataset:
+CLINC_SPLITS = ("val", "test", "train")
+
+
+def _load_clinc150_split(path: Path | None, limit: int | None, seed: int, split: str) -> IntentDataset:
     """A balanced OOS-detection set: all out-of-scope queries of the split, and as many
     in-scope banking / credit-card queries (stratified over their intents)."""
     source = path if path is not None else default_dataset_file("clinc150")
-    full = load_clinc150(source, split="val")
+    full = load_clinc150(source, split=split)
     if full.cases and "domain" not in full.cases[0].metadata:
         raise ConfigError(f"the CLINC150 suite needs domains.json next to {source} to pick the banking and credit-card intents")
     oos = [c for c in full.cases if c.expected.out_of_scope]
@@ -173,6 +176,10 @@ def _load_clinc150(path: Path | None, limit: int | None, seed: int) -> IntentDat
         }
     )
     return balanced.sample(limit, seed, stratify=_by_scope)
+
+
+def _load_clinc150(path: Path | None, limit: int | None, seed: int) -> IntentDataset:
+    return _load_clinc150_split(path, limit, seed, CLINC_SPLITS[0])
 
 
 def _scope_correct(output: Any, case: IntentCase) -> EvaluationResult:
@@ -224,13 +231,15 @@ CLINC150 = Suite(
     name="clinc150",
     graph="ticket_triage",
     description=(
-        "Out-of-scope detection on CLINC150 (validation split): a balanced set of out-of-scope queries and in-scope "
+        "Out-of-scope detection on CLINC150 (validation split unless --split names another): a balanced set of out-of-scope queries and in-scope "
         "queries of the banking and credit-card domains. Out-of-scope must end as 'other' or with a human at the "
         "classify step; in-scope must get a banking intent. Intent accuracy is NOT measured (CLINC150's labels are "
         "not Banking77's)."
     ),
     dataset="clinc150",
     load=_load_clinc150,
+    splits=CLINC_SPLITS,
+    load_split=_load_clinc150_split,
     to_input=_to_input,
     to_output=triage_output,
     evaluators=(_Named("scope_correct", _scope_correct), _Named("oos_routed", _oos_routed), _Named("in_scope_kept", _in_scope_kept)),

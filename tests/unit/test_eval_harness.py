@@ -471,3 +471,19 @@ def test_the_plot_takes_an_interval_that_does_not_contain_its_estimate(smoke, tm
     policies = [p.model_copy(update={"quality": {**p.quality, report.primary: odd}}) for p in report.policies]
     path = plot_cost_quality(report.model_copy(update={"policies": policies}), tmp_path / "plot.png")
     assert path.stat().st_size > 1000
+
+
+def test_clinc150_split_is_chosen_and_a_missing_one_is_named():
+    from evals.datasets import DatasetFormatError
+    from evals.suites.ticket_triage import BANKING77
+    from model_tiers import ConfigError
+
+    val = CLINC150.load_cases(None, 20, 0)
+    train = CLINC150.load_cases(None, 20, 0, "train")
+    assert len(train.cases) == 20 and not {c.id for c in train.cases} & {c.id for c in val.cases}
+    with pytest.raises(DatasetFormatError, match=r"split key\(s\) \['test', 'oos_test'\] not in the file"):
+        CLINC150.load_cases(None, 20, 0, "test")  # the visible file holds train and val only
+    with pytest.raises(ConfigError, match="has no split 'dev'; its splits: val, test, train"):
+        CLINC150.load_cases(None, 20, 0, "dev")
+    with pytest.raises(ConfigError, match="reads one split"):
+        BANKING77.load_cases(None, 5, 0, "test")
