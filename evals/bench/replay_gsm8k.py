@@ -32,6 +32,7 @@ from evals.datasets.gsm8k import MathCase, MathDataset, RecordedAnswer, load_rou
 from model_tiers.home import home_dir
 from graphs.math_qa import build
 from model_tiers import ConfigError, TierConfig, TierRegistry, config_from_mapping, load_tier_config
+from model_tiers.providers.replay import replayed_from
 from tools.datasets import dataset_file
 
 __all__ = ["Policy", "CaseOutcome", "default_policies", "run_benchmark", "main", "ROUTELLM_GSM8K", "DEFAULT_TIERS"]
@@ -88,13 +89,9 @@ def default_policies(thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> list[P
 def replay_config(tiers_file: Path, dataset: Path) -> TierConfig:
     """The replay tiers file with every replay tier pointed at `dataset`."""
     config = load_tier_config(tiers_file, env={})
-    data = config.model_dump()
-    replayed = [t for t in data["tiers"] if t["provider"] == "replay"]
-    if len(replayed) != len(data["tiers"]):
+    if any(t.provider != "replay" for t in config.tiers):
         raise ConfigError("every tier of the benchmark's tiers file must use provider = \"replay\"", source=str(tiers_file))
-    for tier in replayed:
-        tier["options"]["recording"] = str(dataset.resolve())
-    return config_from_mapping(data, source=f"{tiers_file} + --dataset")
+    return replayed_from(config, dataset)
 
 
 def _recorded_models(config: TierConfig) -> tuple[str, str]:

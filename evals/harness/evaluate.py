@@ -19,7 +19,8 @@ from evals.harness.report import EvalReport, build_report, write_report
 from evals.harness.runner import RunCounts, run_cases
 from evals.harness.suite import Suite
 from graphs.catalog import resolve_graph
-from model_tiers import ConfigError, TierConfig, load_tier_config
+from model_tiers import ConfigError, TierConfig, TierRegistry, load_tier_config
+from model_tiers.providers.replay import replayed_from
 from model_tiers.home import home_dir
 
 __all__ = ["EvalSettings", "EvalResult", "run_eval", "default_out_dir", "effective_tier_config"]
@@ -81,7 +82,10 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
         raise ConfigError(f"--concurrency must be at least 1, got {settings.concurrency}")
     if suite.graded_steps and not settings.whole_graph:
         settings = replace(settings, policies=tuple(p.with_overrides(stop_after=list(suite.graded_steps)) for p in settings.policies))
-    tier_config = effective_tier_config(load_tier_config(settings.tiers_file))
+    config = load_tier_config(settings.tiers_file)
+    if suite.replays_dataset and settings.dataset_path is not None:
+        config = replayed_from(config, settings.dataset_path)
+    tier_config = effective_tier_config(config)
     dataset = suite.load_cases(settings.dataset_path, settings.limit, settings.seed, settings.split)
     if not dataset.cases:
         raise ConfigError(f"the dataset {dataset.source.path} has no cases for suite '{suite.name}'")
@@ -100,7 +104,7 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
     )
     counts = RunCounts()
     if not settings.report_only:
-        counts = _run_pending(suite, settings, dataset, store, out_dir)
+        counts = _run_pending(suite, settings, dataset, store, out_dir, config)
     records = store.load_all([p.name for p in settings.policies])
     report = build_report(
         suite, dataset, settings.policies, records, manifest, sample={"limit": settings.limit, "seed": settings.seed}
@@ -108,11 +112,14 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
     return EvalResult(out_dir=out_dir, report=report, paths=write_report(report, out_dir), counts=counts)
 
 
-def _run_pending(suite: Suite, settings: EvalSettings, dataset: Dataset[Any, Any], store: ResultStore, out_dir: Path) -> RunCounts:
+def _run_pending(
+    suite: Suite, settings: EvalSettings, dataset: Dataset[Any, Any], store: ResultStore, out_dir: Path, config: TierConfig
+) -> RunCounts:
     entry = resolve_graph(suite.graph)
     kinds = {s.name: str(s.kind) for s in entry.workflow.all_steps}
     resources = suite.open_resources(out_dir) if suite.open_resources is not None else None
-    build_options: dict[str, Any] = {"tiers_file": settings.tiers_file}
+    # The registry of the config the manifest records (replay tiers repointed, if so).
+    build_options: dict[str, Any] = {"registry": TierRegistry(config)}
     if resources is not None:
         build_options["resources"] = resources
     if suite.answer_interrupt is not None:

@@ -142,6 +142,9 @@ class Suite:
     # The steps the graders read. A case runs only until these have a verified result
     # (the run context's `stop_after`), unless the eval asks for the whole graph.
     graded_steps: tuple[str, ...] = ()
+    # The dataset file is itself the recording replay tiers answer from (RouteLLM's CSVs):
+    # an eval of another file points every replay tier at it.
+    replays_dataset: bool = False
     # Files with several splits (CLINC150's train / val / test): the splits `--split` may
     # name, the default first, and the loader that takes one.
     splits: tuple[str, ...] = ()

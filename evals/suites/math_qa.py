@@ -107,6 +107,7 @@ ROUTELLM_GSM8K = Suite(
     to_output=math_output,
     evaluators=(AnswerCorrect(), verified),
     primary="math_answer_correct",
+    replays_dataset=True,
     truths=(StepTruth("solve", solve_is_correct, "a solve candidate is right iff its recorded grade (else its number vs the reference) says so"),),
     metric_notes={
         "math_answer_correct": "the returned answer is right (recorded grade of the replayed response, else the reference number)",
@@ -114,8 +115,7 @@ ROUTELLM_GSM8K = Suite(
     },
     notes=(
         "Use with --tiers tiers/replay_gsm8k.toml to replay the file's real Mixtral (slm) and GPT-4 (frontier) answers; "
-        "its recordings point at gsm8k_responses_even.csv, so a --dataset of another file needs a tiers file that "
-        "points there too.",
+        "with --dataset, every replay tier replays that file (the tiers file names gsm8k_responses_even.csv).",
         "Sampling with --limit is stratified by (Mixtral correct, GPT-4 correct), seed 0 unless --seed.",
         "No threshold sweep here (no confidence in the run context); evals.bench.replay_gsm8k sweeps the verifier score.",
     ),

@@ -47,9 +47,11 @@ from pydantic import ConfigDict, PrivateAttr
 
 from model_tiers.errors import ConfigError
 from model_tiers.ledger import estimate_tokens
+from model_tiers.spec import TierConfig
 from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
 
 __all__ = [
+    "replayed_from",
     "ReplayChatModel",
     "Recording",
     "RecordingMiss",
@@ -285,6 +287,19 @@ class ReplayChatModel(ToolCallingChatModel):
             "token_estimate": "4 characters per token (model_tiers.ledger.estimate_tokens)",
         }
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def replayed_from(config: TierConfig, dataset: Path) -> TierConfig:
+    """`config` with every replay tier's recording pointed at `dataset`: an eval of another
+    file of recordings (the other half, a new split) must replay that file's answers, not
+    those of the file the tiers file names. Other tiers are left as they are."""
+    data = config.model_dump()
+    replayed = [t for t in data["tiers"] if t["provider"] == "replay"]
+    if not replayed:
+        return config
+    for tier in replayed:
+        tier["options"]["recording"] = str(Path(dataset).resolve())
+    return TierConfig.model_validate(data)
 
 
 def replay_model_from_options(tier: str, options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ReplayChatModel:

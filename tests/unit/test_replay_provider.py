@@ -182,3 +182,31 @@ def test_build_chat_model_builds_the_replay_tier_from_the_shipped_tiers_file() -
         first = next(csv.DictReader(handle))
     reply = model.invoke(prompt(first["prompt"]))
     assert reply.content == first["gpt-4-1106-preview_response"]
+
+
+def test_an_eval_of_another_recordings_file_replays_that_file(tmp_path: Path) -> None:
+    """`tierflow eval math_qa --tiers tiers/replay_gsm8k.toml --dataset OTHER.csv` must replay
+    OTHER.csv (the tiers file names the even half): no case may end in a RecordingMiss."""
+    from evals.harness.evaluate import EvalSettings, run_eval
+    from evals.harness.policies import resolve_policies
+    from evals.suites.math_qa import ROUTELLM_GSM8K
+    from tests.conftest import REPO_ROOT
+
+    source = dataset_file("routellm_gsm8k", "gsm8k_responses_even.csv")
+    with source.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    other = tmp_path / "gsm8k_responses_other.csv"
+    with other.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[-30:])  # another file: rows the even half's first cases do not have
+    policies = resolve_policies(["all-slm", "tiered"], defaults=(), thresholds=(), on_top_failure="fail")
+    settings = EvalSettings(
+        policies=tuple(policies), out_dir=tmp_path / "run", dataset_path=other, limit=8,
+        tiers_file=str(REPO_ROOT / "tiers" / "replay_gsm8k.toml"), progress=False, concurrency=2,
+    )
+    result = run_eval(ROUTELLM_GSM8K, settings)
+    statuses = {s for p in result.report.policies for s, n in p.statuses.items() if n}
+    assert "error" not in statuses, [r.error for r in result.report.policies]
+    manifest = result.out_dir.joinpath("run.json").read_text()
+    assert str(other.resolve()) in manifest and "gsm8k_responses_even.csv" not in manifest
