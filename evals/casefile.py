@@ -47,7 +47,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field
 
 from evals.datasets import Case, Dataset, DatasetFormatError, DatasetSource
-from evals.datasets.cases import json_lines
+from evals.datasets._files import read_jsonl
 from evals.evaluators.base import EvaluationResult, verdict
 from evals.harness.suite import GraphOutcome, StepTruth, Suite
 from model_tiers import ConfigError
@@ -169,7 +169,9 @@ def _case(path: Path, row: int, raw: Mapping[str, Any]) -> Case[CaseInputs, Case
 
 def _read_jsonl(path: Path) -> tuple[list[Case[CaseInputs, CaseExpected]], dict[str, str]]:
     cases, evaluators = [], {}
-    for number, record in json_lines(path, path.read_text(encoding="utf-8")):
+    for number, record in read_jsonl(path):
+        if not isinstance(record, dict):
+            raise DatasetFormatError(path, "each line must be a JSON object", row=number)
         if EVALUATORS_KEY in record:
             if not isinstance(record[EVALUATORS_KEY], dict):
                 raise DatasetFormatError(path, f"{EVALUATORS_KEY} must map fields to evaluators", row=number)

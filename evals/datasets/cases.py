@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
@@ -31,7 +31,6 @@ __all__ = [
     "DatasetSource",
     "DatasetFormatError",
     "sample_rank",
-    "json_lines",
 ]
 
 InputsT = TypeVar("InputsT")
@@ -75,21 +74,6 @@ class Case(BaseModel, Generic[InputsT, ExpectedT]):
     inputs: InputsT
     expected: ExpectedT
     metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-def json_lines(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSONL text; a line that is not a
-    JSON object is a `DatasetFormatError` naming the file and the line."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DatasetFormatError(path, f"invalid JSON ({err.msg})", row=number) from None
-        if not isinstance(record, dict):
-            raise DatasetFormatError(path, "each line must be a JSON object", row=number)
-        yield number, record
 
 
 def sample_rank(case_id: str, seed: int) -> str:
@@ -186,12 +170,18 @@ class Dataset(BaseModel, Generic[InputsT, ExpectedT]):
     def from_jsonl(cls, path: str | Path) -> Self:
         """Read a file written by ``to_jsonl``. Call it on the parametrised class
         (``Dataset[IntentInputs, IntentExpected].from_jsonl(p)``) to get typed cases."""
+        from ._files import read_jsonl  # _files imports this module's error type
+
         source = Path(path)
         try:
-            text = source.read_text(encoding="utf-8")
+            lines = read_jsonl(source)
         except OSError as err:
             raise DatasetFormatError(source, f"cannot read dataset JSONL: {err}") from err
-        records = [record for _, record in json_lines(source, text)]
+        records: list[dict[str, Any]] = []
+        for number, record in lines:
+            if not isinstance(record, dict):
+                raise DatasetFormatError(source, "each line must be a JSON object", row=number)
+            records.append(record)
         if not records or _HEADER_KEY not in records[0]:
             raise DatasetFormatError(
                 source,
