@@ -45,6 +45,8 @@ class EvalSettings:
     report_only: bool = False
     # Run every case through the whole graph even when the suite grades only some steps.
     whole_graph: bool = False
+    # A case still running after this many seconds is stopped and recorded as an error.
+    case_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
         raise ConfigError(f"--limit must be at least 1, got {settings.limit}")
     if settings.concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {settings.concurrency}")
+    if settings.case_timeout_s is not None and settings.case_timeout_s <= 0:
+        raise ConfigError(f"--case-timeout must be a positive number of seconds, got {settings.case_timeout_s:g}")
     if suite.graded_steps and not settings.whole_graph:
         settings = replace(settings, policies=tuple(p.with_overrides(stop_after=list(suite.graded_steps)) for p in settings.policies))
     config = load_tier_config(settings.tiers_file)
@@ -139,4 +143,5 @@ def _run_pending(
         progress=settings.progress,
         retry_errors=settings.retry_errors,
         resources=resources,
+        time_budget_s=settings.case_timeout_s,
     )

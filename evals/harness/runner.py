@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import closing
 import time
 import traceback
 import uuid
@@ -177,6 +178,10 @@ def build_step_traces(
     return list(traces.values())
 
 
+class _OverTime(Exception):
+    """A case ran past its time budget (recorded as the case's error, never raised out)."""
+
+
 def run_case(
     graph: Any,
     suite: Suite,
@@ -185,8 +190,13 @@ def run_case(
     *,
     kinds: Mapping[str, str],
     resources: Mapping[str, Any] | None = None,
+    time_budget_s: float | None = None,
 ) -> CaseRecord:
-    """Run one case under one policy to its end (or its first interrupt) and grade it."""
+    """Run one case under one policy to its end (or its first interrupt) and grade it.
+
+    With `time_budget_s`, a case still running past it is stopped at the end of the node it
+    is in (closing the stream ends the run there) and recorded as an error saying so.
+    """
     thread_id = f"eval:{policy.name}:{case.id}:{uuid.uuid4().hex[:8]}"
     recorder = PromptRecorder()
     config: dict[str, Any] = {"configurable": {"thread_id": thread_id}, "callbacks": [recorder]}
@@ -202,20 +212,26 @@ def run_case(
         graph_input: Any = suite.to_input(case)
         while True:
             interrupt = None
-            for mode, chunk in graph.stream(graph_input, config, context=policy.context, stream_mode=["updates", "values"]):
-                if mode == "values":
-                    values = {k: v for k, v in chunk.items() if k != "__interrupt__"}
-                    continue
-                for node, update in chunk.items():
-                    if node == "__interrupt__":
-                        interrupt = jsonable(update[0].value) if update else {}
-                    elif isinstance(update, Mapping) and update.get("proposal"):
-                        proposals.append((node, update["proposal"]))
+            # closing(): leaving the loop early (over time) ends the run where it is.
+            with closing(graph.stream(graph_input, config, context=policy.context, stream_mode=["updates", "values"])) as stream:
+                for mode, chunk in stream:
+                    if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+                        raise _OverTime(f"the case ran past its time budget of {time_budget_s:g} s (--case-timeout) and was stopped")
+                    if mode == "values":
+                        values = {k: v for k, v in chunk.items() if k != "__interrupt__"}
+                        continue
+                    for node, update in chunk.items():
+                        if node == "__interrupt__":
+                            interrupt = jsonable(update[0].value) if update else {}
+                        elif isinstance(update, Mapping) and update.get("proposal"):
+                            proposals.append((node, update["proposal"]))
             answer = _auto_answer(suite, interrupt, len(answered))
             if answer is None:
                 break
             answered.append({"interrupt": interrupt, "answer": jsonable(answer)})
             graph_input = Command(resume=answer)
+    except _OverTime as err:
+        error = str(err)
     except Exception as err:  # recorded as the case's status "error", with the traceback tail
         error = "".join(traceback.format_exception(err, limit=-3)).strip()[-4000:]
     finally:
@@ -320,6 +336,7 @@ def run_cases(
     retry_errors: bool = False,
     resources: Mapping[str, Any] | None = None,
     on_record: Callable[[CaseRecord], None] | None = None,
+    time_budget_s: float | None = None,
 ) -> RunCounts:
     """Run every (policy, case) pair not yet recorded in `store`, `concurrency` at a time."""
     if concurrency < 1:
@@ -330,7 +347,7 @@ def run_cases(
     lock = threading.Lock()
 
     def work(policy: Policy, case: Case[Any, Any]) -> CaseRecord:
-        record = run_case(graph, suite, policy, case, kinds=kinds, resources=resources)
+        record = run_case(graph, suite, policy, case, kinds=kinds, resources=resources, time_budget_s=time_budget_s)
         store.append(record)
         if record.error_kind == "configuration":
             # Every other case would fail the same way (and the next tier would not be

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ OK, WRONG, INVALID, LOWCONF, WRONG_LOW, HOPELESS, EXPLODE = (
     "zzz qqq",
     "please explode",
 )
+SLOW = "my card takes ages to arrive"  # its slm call takes longer than a test's time budget
 # message -> (gold label, the slm's classify reply)
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     OK: ("lost_or_stolen_card", {"label": "lost_or_stolen_card", "confidence": 0.95}),
@@ -67,6 +69,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     WRONG_LOW: ("lost_or_stolen_card", {"label": "card_linking", "confidence": 0.3}),
     HOPELESS: ("card_arrival", {"label": "nonsense", "confidence": 0.9}),
     EXPLODE: ("card_arrival", {"label": "card_arrival", "confidence": 0.9}),
+    SLOW: ("card_arrival", {"label": "card_arrival", "confidence": 0.9}),
 }
 DRAFT = {"reply": "Thank you, we are looking into this for you right away.", "cited": ["S1"]}
 
@@ -86,6 +89,8 @@ def _reply(messages: Sequence[BaseMessage], classify: Any) -> Any:
         text = _customer_text(messages)
         if text == EXPLODE:
             raise RuntimeError("scripted crash inside the model")
+        if text == SLOW:
+            time.sleep(0.5)
         return classify(text)
     if "Copy the entities" in system:
         return {}
@@ -487,3 +492,15 @@ def test_clinc150_split_is_chosen_and_a_missing_one_is_named():
         CLINC150.load_cases(None, 20, 0, "dev")
     with pytest.raises(ConfigError, match="reads one split"):
         BANKING77.load_cases(None, 5, 0, "test")
+
+
+def test_a_case_past_its_time_budget_is_stopped_and_recorded_as_an_error(tmp_path):
+    write_tiers(tmp_path)
+    dataset = write_banking77(tmp_path / "data", (OK, SLOW))
+    result = run_eval(BANKING77, settings(tmp_path, ("all-slm",), dataset_path=dataset, case_timeout_s=0.3))
+    records = ResultStore(result.out_dir).load("all-slm")
+    slow, ok = records["banking77-cases-00001"], records["banking77-cases-00000"]
+    assert slow.status == "error" and "time budget of 0.3 s" in (slow.error or "")
+    assert ok.status == "done"
+    with pytest.raises(ConfigError, match="--case-timeout must be a positive"):
+        run_eval(BANKING77, settings(tmp_path, ("all-slm",), dataset_path=dataset, case_timeout_s=0))
