@@ -1,7 +1,9 @@
 """Compile a declared `Workflow` into the tiered LangGraph state machine.
 
-    START -> router -> [planner step] -> dispatch -> <step> -> verify -> dispatch | <step>
-          (retry / escalate) | act (tool steps) | human_review -> ... -> responder -> END
+    START -> router -> <step> -> <next step> | <step> (retry / escalate) | act (tool steps)
+          | human_review -> ... -> responder -> END
+
+Each step node makes one attempt and has the verifier judge it in the same node.
 
 Routing is done with `Command(goto=...)`; every node declares its destinations so the
 drawing in LangGraph Studio shows the real escalation and human-review edges.
@@ -270,17 +272,17 @@ def build_graph(
     has_tools = workflow.executes_tools
     input_schema = ClientFunctionsInput if workflow.takes_functions else TieredInput
 
+    # The verifier judges each attempt inside the step's own node (one checkpoint per
+    # attempt and its verdict); `escalate` is its ladder, which the act node shares.
     verify, escalate = make_verifier_node(steps, provider, workflow.default_plan)
     graph = StateGraph(TieredState, context_schema=TierRunContext, input_schema=input_schema, output_schema=TieredOutput)
     entry = (workflow.planner.name,) if workflow.planner else ()
-    # No dispatch node: each node routes to the next plan item itself (`next_node`), so a
-    # step attempt costs two checkpoints (the step, its verdict), not three.
+    # No dispatch node: each node routes to the next plan item itself (`next_node`).
     graph.add_node(ROUTER, _guarded(_router(workflow)), destinations=(*entry, *step_names, RESPONDER))
+    after_step = (*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER)
     for spec in steps.values():
         retry = _STORAGE_RETRY if spec.kind == StepKind.ACTION else None
-        graph.add_node(spec.name, _guarded(make_step_node(spec, provider)), destinations=(VERIFY, RESPONDER), retry_policy=retry)
-    after_verify = (*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER)
-    graph.add_node(VERIFY, _guarded(verify), destinations=after_verify)
+        graph.add_node(spec.name, _guarded(make_step_node(spec, provider, verify)), destinations=after_step, retry_policy=retry)
     if has_tools:
         graph.add_node(ACT, _guarded(make_act_node(provider, escalate)), destinations=(*step_names, HUMAN_REVIEW, RESPONDER), retry_policy=_STORAGE_RETRY)
     graph.add_node(HUMAN_REVIEW, _guarded(make_human_review_node(steps, provider)), destinations=(*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER))

@@ -3,7 +3,8 @@
 A node puts its events in its state update (`events`, appended by the state's reducer);
 the graph's node wrapper (`graphs.builder`) then streams each of them on the `custom`
 stream, so every recorded event is also seen live (by `tierflow run`, Studio, the SDK).
-`model_call` and `final` are streamed only: the ledger and `final` already hold them.
+`model_call`, `proposal` and `final` are streamed only: the ledger, the verdicts and
+`final` already hold what state needs of them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ EventKind = Literal[
     "judge_fault",  # the LLM judge could not answer: the cheaper checks' verdict stands
     "run_error",  # a misconfigured tier or a crashed check / tool stopped the run
 ]
-StreamOnlyKind = Literal["model_call", "final"]
+# model_call: a call and its error kind, as it ends; proposal: the candidate an attempt hands
+# the verifier (the eval harness matches candidates to ground truth with it); final: the end.
+StreamOnlyKind = Literal["model_call", "proposal", "final"]
 EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))
 _STREAM_ONLY: frozenset[str] = frozenset(get_args(StreamOnlyKind))
 
@@ -47,8 +50,9 @@ def check_events(events: Iterable[Mapping[str, Any]]) -> None:
 
 
 def publish(runtime: Any, events: Iterable[Mapping[str, Any]]) -> None:
-    """Stream recorded events (a no-op outside a streaming run)."""
-    from agents.context import emit
-
-    for event in events:
-        emit(runtime, event)
+    """Stream recorded events, already masked by the node wrapper that recorded them (a
+    no-op outside a streaming run)."""
+    writer = getattr(runtime, "stream_writer", None)
+    if writer is not None:
+        for event in events:
+            writer(dict(event))

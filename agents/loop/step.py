@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langgraph.types import Command, interrupt
@@ -17,13 +18,12 @@ from langgraph.types import Command, interrupt
 from agents.context import ServiceResolver, Services, as_jsonable, current_item, emit, step_input, step_needs
 from agents.loop.ladder import budget_block, budget_state, cheaper_alternative, first_tier, usable_ladder
 from agents.prompts import step_messages
-from agents.spec import PlanItem, Proposal, StepKind, StepSpec
+from agents.spec import Attempt, PlanItem, Proposal, StepKind, StepSpec
 from model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal
 from model_tiers.providers._tool_calling import messages_as_text
 
 from agents.loop.common import (
     RESPONDER,
-    VERIFY,
     attempt_for,
     is_yes,
     stop_for_error,
@@ -34,7 +34,12 @@ from agents.loop.common import (
 
 __all__ = [
     "make_step_node",
+    "judged",
+    "Verify",
 ]
+
+# The verifier's decision for a state holding the proposal to judge (agents.loop.verify).
+Verify = Callable[[Mapping[str, Any], Any], Command]
 
 
 def _stop(item: PlanItem, reason: str, events: list[dict[str, Any]]) -> Command:
@@ -81,8 +86,23 @@ def _budget_gate(
     return None, _stop(item, block, []), []
 
 
-def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
-    """The node that runs one attempt of `spec` on the tier the escalation state names."""
+def judged(
+    state: Mapping[str, Any], runtime: Any, proposal: Proposal, att: Attempt, events: Sequence[Mapping[str, Any]], verify: Verify
+) -> Command:
+    """The attempt's proposal, judged in the same node: the verifier's decision, with the
+    attempt's own events (budget decisions) first. One node per attempt means one
+    checkpoint per attempt and its verdict, not two."""
+    emit(runtime, {"type": "proposal", **proposal})
+    decision = verify({**state, "proposal": proposal, "attempt": att}, runtime)
+    update = dict(decision.update or {}) if isinstance(decision.update, Mapping) else {}
+    # The verifier's own attempt state wins where it set one (an escalation, a pass).
+    update = {"attempt": att, **update, "events": [*events, *update.get("events", [])]}
+    return Command(goto=decision.goto, update=update)
+
+
+def make_step_node(spec: StepSpec, resolve: ServiceResolver, verify: Verify) -> Any:
+    """The node that runs one attempt of `spec` on the tier the escalation state names,
+    and has the verifier judge it (`verify`: the verifier's decision for a proposal)."""
 
     def step_node(state: dict[str, Any], runtime: Any) -> Command:
         services = resolve(runtime)
@@ -106,7 +126,7 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
             except Exception as err:
                 why = f"the action '{spec.name}' raised {type(err).__name__}: {err}"
                 return stop_for_error(state, runtime, None, {}, "bug", why, detail=traceback.format_exc())
-            return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
+            return judged(state, runtime, proposal, att, (), verify)
 
         feedback = att["feedback"]
         if not services.registry.config.escalation.feedback_to_next_tier:
@@ -121,7 +141,7 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
             _, skipped = usable_ladder(cfg, spec.role, needs)
             why = "; ".join(f"{t}: {r}" for t, r in skipped) or "the ladder is empty for this role"
             proposal = Proposal(**base, tier=None, error_kind="no_tier", error=f"no tier can run this step ({why})")
-            return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att})
+            return judged(state, runtime, proposal, att, (), verify)
 
         tier, stop, events = _budget_gate(spec, item, att, state, services, needs)
         if stop is not None:
@@ -161,7 +181,7 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver) -> Any:
         except InvalidModelOutput as err:
             proposal = Proposal(**base, error_kind="invalid", error=err.reason, raw=err.raw, usage=usage_dump(err.usage))
         emit(runtime, {"type": "model_call", **base, "error": proposal.get("error_kind")})
-        return Command(goto=VERIFY, update={"proposal": proposal, "attempt": att, "events": events})
+        return judged(state, runtime, proposal, att, events, verify)
 
     step_node.__name__ = f"step_{spec.name}"
     return step_node

@@ -213,18 +213,20 @@ def run_case(
         while True:
             interrupt = None
             # closing(): leaving the loop early (over time) ends the run where it is.
-            with closing(graph.stream(graph_input, config, context=policy.context, stream_mode=["updates", "values"])) as stream:
+            modes = ["updates", "values", "custom"]
+            with closing(graph.stream(graph_input, config, context=policy.context, stream_mode=modes)) as stream:
                 for mode, chunk in stream:
                     if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
                         raise _OverTime(f"the case ran past its time budget of {time_budget_s:g} s (--case-timeout) and was stopped")
                     if mode == "values":
                         values = {k: v for k, v in chunk.items() if k != "__interrupt__"}
-                        continue
-                    for node, update in chunk.items():
-                        if node == "__interrupt__":
-                            interrupt = jsonable(update[0].value) if update else {}
-                        elif isinstance(update, Mapping) and update.get("proposal"):
-                            proposals.append((node, update["proposal"]))
+                    elif mode == "custom":
+                        # Each attempt streams the candidate it handed the verifier.
+                        if isinstance(chunk, Mapping) and chunk.get("type") == "proposal":
+                            proposals.append((str(chunk.get("step")), {k: v for k, v in chunk.items() if k != "type"}))
+                    elif "__interrupt__" in chunk:
+                        update = chunk["__interrupt__"]
+                        interrupt = jsonable(update[0].value) if update else {}
             answer = _auto_answer(suite, interrupt, len(answered))
             if answer is None:
                 break

@@ -44,7 +44,7 @@ GENERIC_REQUEST = "Hello, I need help with order 1234: it has not arrived and I 
 # Declines every kind of pause (human review, tool confirmation, budget) so a run ends.
 DECLINE = {"action": "reject", "approve": False}
 TERMINAL = {"done", "failed", "stopped", "rejected"}
-ENGINE_NODES = {"router", "verify", "human_review", "responder"}
+ENGINE_NODES = {"router", "human_review", "responder"}
 MODEL_STEPS = ["0:classify", "1:extract", "3:draft"]
 
 
@@ -129,13 +129,14 @@ def test_each_graph_draws_the_real_state_machine(studio: Studio, graph_id: str) 
     edges = {(e["source"], e["target"]) for e in drawing["edges"]}
 
     assert nodes == {"__start__", "__end__", *ENGINE_NODES, *steps, *(["act"] if has_tools else [])}
-    # No dispatch node: the router, the verifier, act and human review go to the next step themselves.
+    # Each step node judges its own attempt, then goes to the next step, back to itself (a
+    # retry or an escalation), to act, to human review or to the responder.
     expected = {("__start__", "router"), ("responder", "__end__"), ("router", "responder")}
-    expected |= {("router", s) for s in steps} | {(s, "verify") for s in steps}
-    expected |= {("verify", s) for s in steps}  # the next step, or a retry / escalation of this one
-    expected |= {("verify", "human_review"), ("verify", "responder")} | {("human_review", s) for s in steps}
+    expected |= {("router", s) for s in steps}
+    expected |= {(a, b) for a in steps for b in steps}
+    expected |= {(s, "human_review") for s in steps} | {(s, "responder") for s in steps} | {("human_review", s) for s in steps}
     if has_tools:
-        expected |= {("verify", "act"), ("act", "human_review")} | {("act", s) for s in steps}
+        expected |= {(s, "act") for s in steps} | {("act", "human_review")} | {("act", s) for s in steps}
     assert expected <= edges, sorted(expected - edges)
 
 
@@ -203,8 +204,8 @@ def test_a_stream_shows_each_step_and_its_tier_while_the_run_goes(studio: Studio
     assert calls == [("classify", "slm"), ("extract", "slm"), ("draft", "frontier")]
     verdicts = [(d["step"], d["verdict"]) for _, d in custom if d["type"] == "verdict"]
     assert verdicts == [(s, "pass") for s in ("classify", "extract", "retrieve", "draft", "file")]
-    # The ledger records arrive with the verifier's updates, one per model call.
-    streamed_ledger = [u for _, d in updates for u in (d.get("verify") or {}).get("ledger", [])]
+    # The ledger records arrive with each step's update, one per model call.
+    streamed_ledger = [u for _, d in updates for node_update in d.values() if isinstance(node_update, dict) for u in node_update.get("ledger", [])]
     assert [(u["step"], u["tier"], u["verdict"]) for u in streamed_ledger] == [
         ("0:classify", "slm", "pass"), ("1:extract", "slm", "pass"), ("3:draft", "frontier", "pass"),
     ]
@@ -216,7 +217,7 @@ def test_a_stream_shows_each_step_and_its_tier_while_the_run_goes(studio: Studio
     state = studio.client.threads.get_state(thread)["values"]
     assert state["ledger"] == streamed_ledger
     # Every event the run recorded reached the stream, in order (model_call and final are stream-only).
-    assert state["events"] == [d for _, d in custom if d["type"] not in ("model_call", "final")]
+    assert state["events"] == [d for _, d in custom if d["type"] not in ("model_call", "proposal", "final")]
 
 
 def test_escalation_ends_in_a_human_review_that_a_command_resumes(studio: Studio) -> None:

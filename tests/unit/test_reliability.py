@@ -220,7 +220,7 @@ def _streamed_and_recorded(graph: Any, payload: Any, config: dict[str, Any], con
         else:
             values = chunk
     recorded = list(values.get("events") or [])
-    return [e for e in streamed if e["type"] not in ("model_call", "final")], recorded
+    return [e for e in streamed if e["type"] not in ("model_call", "proposal", "final")], recorded
 
 
 def test_every_recorded_event_is_streamed_once_in_order() -> None:
