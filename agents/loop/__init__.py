@@ -1,11 +1,12 @@
-"""The escalation loop, one module per node (the tiered graph's shape is in `graphs.builder`):
+"""The escalation loop, one module per part (the tiered graph's shape is in `graphs.builder`):
 
-    router -> step -> verify -> next step ... -> responder
-                 ^      |  \\-> act (a verified tool call) -> next step
-                 |      |  \\-> human_review (the top tier failed) -> next step | responder
-                 +------+  retry on the same tier, escalate, fall back
+    router -> step (attempt + verdict) -> next step ... -> responder
+                 ^        |  \-> act (a verified tool call) -> next step
+                 |        |  \-> human_review (the top tier failed) -> next step | responder
+                 +--------+  retry on the same tier, escalate, fall back
 
-* `step`: one attempt of a step on the tier its escalation state names -> a `Proposal`;
+* `step`: one attempt of a step on the tier its escalation state names, judged in the same
+  node (one checkpoint per attempt and its verdict);
 * `verify`: the checks, then pass (commit, go on), retry, escalate, or stop at a human;
 * `act`: run a verified tool call (after a human's yes where needed);
 * `review`: the human's approve / edit / reject;

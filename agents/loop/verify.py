@@ -1,5 +1,5 @@
-"""The verifier node: where a candidate passes (and the run goes on), retries, climbs the
-ladder, or stops at a human.
+"""The verifier: where a candidate passes (and the run goes on), retries, climbs the
+ladder, or stops at a human. It runs inside each step's node, on that attempt's proposal.
 
 Checks run cheapest first: schema validity (already enforced when the proposal was parsed;
 a parse failure arrives here as `invalid`), the tool's argument schema, the graph's
