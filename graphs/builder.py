@@ -1,9 +1,10 @@
 """Compile a declared `Workflow` into the tiered LangGraph state machine.
 
     START -> router -> <step> -> <next step> | <step> (retry / escalate) | act (tool steps)
-          | human_review -> ... -> responder -> END
+          | human_review -> ... -> END
 
-Each step node makes one attempt and has the verifier judge it in the same node.
+Each step node makes one attempt and has the verifier judge it in the same node; the node
+that ends the run writes its final output (nodes say `goto=RESPONDER`, the end of the run).
 
 Routing is done with `Command(goto=...)`; every node declares its destinations so the
 drawing in LangGraph Studio shows the real escalation and human-review edges.
@@ -27,14 +28,14 @@ from langgraph.types import Command, RetryPolicy
 
 from agents.client_tools import parse_functions
 from agents.context import Services, emit
-from agents.loop import make_act_node, make_human_review_node, make_step_node, make_verifier_node
+from agents.loop import make_act_node, make_human_review_node, make_step_node, make_verifier
 from agents.loop.common import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, next_node
 from agents.loop.events import check_events, publish
 from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
 from model_tiers import TierRegistry, TierRunContext, apply_run_context, load_tier_config
 from model_tiers.config import coerce_context
 from model_tiers.secrets import redact_exception, redact_value
-from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
+from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState, merge_dicts
 
 __all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "ROUTER", "coerce_context"]
 
@@ -243,8 +244,10 @@ def _router(workflow: Workflow) -> Callable[..., Command]:
     return router
 
 
-def _responder(workflow: Workflow, provider: ServiceProvider) -> Callable[..., dict[str, Any]]:
-    def responder(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+def _finisher(workflow: Workflow, provider: ServiceProvider) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
+    """The run's end: its status (`done` unless something else was set) and `final`."""
+
+    def finish(state: Mapping[str, Any], runtime: Any) -> dict[str, Any]:
         status = state.get("status") or "running"
         if status == "running":
             status = "done"
@@ -253,7 +256,34 @@ def _responder(workflow: Workflow, provider: ServiceProvider) -> Callable[..., d
         emit(runtime, {"type": "final", "status": status})
         return {"status": status, "final": {"status": status, **final}}
 
-    return responder
+    return finish
+
+
+def _after(state: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """The state once `update` is applied, with the reducers TieredState declares."""
+    view = {**state, **update}
+    for key in ("results", "decided_by"):
+        if key in update:
+            view[key] = merge_dicts(state.get(key), update[key])
+    for key in ("ledger", "events"):
+        if key in update:
+            view[key] = [*(state.get(key) or []), *update[key]]
+    return view
+
+
+def _ending(node: Callable[..., Any], finish: Callable[[Mapping[str, Any], Any], dict[str, Any]]) -> Callable[..., Any]:
+    """`node`, finishing the run in the same node when it goes to the end: no superstep
+    (and no checkpoint) of its own for writing the final output."""
+
+    @functools.wraps(node)
+    def ending(state: dict[str, Any], runtime: Any) -> Any:
+        out = node(state, runtime)
+        if isinstance(out, Command) and out.goto == RESPONDER:
+            update = dict(out.update) if isinstance(out.update, Mapping) else {}
+            return Command(goto=END, update={**update, **finish(_after(state, update), runtime)})
+        return out
+
+    return ending
 
 
 def build_graph(
@@ -274,19 +304,22 @@ def build_graph(
 
     # The verifier judges each attempt inside the step's own node (one checkpoint per
     # attempt and its verdict); `escalate` is its ladder, which the act node shares.
-    verify, escalate = make_verifier_node(steps, provider, workflow.default_plan)
+    verify, escalate = make_verifier(steps, provider, workflow.default_plan)
     graph = StateGraph(TieredState, context_schema=TierRunContext, input_schema=input_schema, output_schema=TieredOutput)
     entry = (workflow.planner.name,) if workflow.planner else ()
     # No dispatch node: each node routes to the next plan item itself (`next_node`).
-    graph.add_node(ROUTER, _guarded(_router(workflow)), destinations=(*entry, *step_names, RESPONDER))
-    after_step = (*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER)
+    finish = _finisher(workflow, provider)
+
+    def node(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return _guarded(_ending(fn, finish))
+
+    graph.add_node(ROUTER, node(_router(workflow)), destinations=(*entry, *step_names, END))
+    after_step = (*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, END)
     for spec in steps.values():
         retry = _STORAGE_RETRY if spec.kind == StepKind.ACTION else None
-        graph.add_node(spec.name, _guarded(make_step_node(spec, provider, verify)), destinations=after_step, retry_policy=retry)
+        graph.add_node(spec.name, node(make_step_node(spec, provider, verify)), destinations=after_step, retry_policy=retry)
     if has_tools:
-        graph.add_node(ACT, _guarded(make_act_node(provider, escalate)), destinations=(*step_names, HUMAN_REVIEW, RESPONDER), retry_policy=_STORAGE_RETRY)
-    graph.add_node(HUMAN_REVIEW, _guarded(make_human_review_node(steps, provider)), destinations=(*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, RESPONDER))
-    graph.add_node(RESPONDER, _guarded(_responder(workflow, provider)))
+        graph.add_node(ACT, node(make_act_node(provider, escalate)), destinations=(*step_names, HUMAN_REVIEW, END), retry_policy=_STORAGE_RETRY)
+    graph.add_node(HUMAN_REVIEW, node(make_human_review_node(steps, provider)), destinations=(*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, END))
     graph.add_edge(START, ROUTER)
-    graph.add_edge(RESPONDER, END)
     return graph.compile(checkpointer=checkpointer, name=workflow.name)

@@ -1,8 +1,8 @@
 """The escalation loop, one module per part (the tiered graph's shape is in `graphs.builder`):
 
-    router -> step (attempt + verdict) -> next step ... -> responder
+    router -> step (attempt + verdict) -> next step ... -> end (final output written)
                  ^        |  \-> act (a verified tool call) -> next step
-                 |        |  \-> human_review (the top tier failed) -> next step | responder
+                 |        |  \-> human_review (the top tier failed) -> next step | end
                  +--------+  retry on the same tier, escalate, fall back
 
 * `step`: one attempt of a step on the tier its escalation state names, judged in the same
@@ -18,6 +18,6 @@
 from agents.loop.act import make_act_node
 from agents.loop.review import make_human_review_node
 from agents.loop.step import make_step_node
-from agents.loop.verify import JudgeVerdict, make_verifier_node
+from agents.loop.verify import JudgeVerdict, make_verifier
 
-__all__ = ["make_step_node", "make_verifier_node", "make_act_node", "make_human_review_node", "JudgeVerdict"]
+__all__ = ["make_step_node", "make_verifier", "make_act_node", "make_human_review_node", "JudgeVerdict"]

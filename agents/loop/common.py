@@ -38,8 +38,9 @@ __all__ = [
 ]
 
 
-# DISPATCH is no node any more (each node routes to the next step itself); the name stays
-# reserved, so no step takes it.
+# DISPATCH, VERIFY and RESPONDER are no nodes any more: each node routes to the next step,
+# each step node judges its own attempt, and `goto=RESPONDER` means "end the run here" (the
+# graph's node wrapper writes the final output in the same node). The names stay reserved.
 VERIFY, DISPATCH, RESPONDER, ACT, HUMAN_REVIEW = "verify", "dispatch", "responder", "act", "human_review"
 
 

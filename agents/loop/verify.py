@@ -40,7 +40,7 @@ from agents.loop.common import (
 )
 
 __all__ = [
-    "make_verifier_node",
+    "make_verifier",
     "JudgeVerdict",
     "tool_reason",
 ]
@@ -114,10 +114,11 @@ def _needs(spec: StepSpec, item: PlanItem, services: Any, state: Mapping[str, An
     return step_needs(spec, user_prompt(spec, inp) + tools_text(tools))
 
 
-def make_verifier_node(
+def make_verifier(
     steps: Mapping[str, StepSpec], resolve: ServiceResolver, default_plan: Sequence[PlanItem]
 ) -> tuple[Any, Any]:
-    """Return (verify node, give_up function shared with the act node)."""
+    """Return (verify, escalate): the verifier's decision for a state holding a proposal (each
+    step node calls it on its own attempt), and the ladder climb the act node shares."""
 
     def escalate(
         state: Mapping[str, Any], runtime: Any, reason: str, *, fault: bool = False, soft: bool = False, extra: dict[str, Any] | None = None

@@ -35,7 +35,7 @@ def test_a_users_file_graph_is_served_and_runs(tmp_path: Path) -> None:
         graph_ids = {a["graph_id"] for a in client.assistants.search(metadata={"created_by": "system"}, limit=100)}
         assert {"refund_desk", "ticket_triage"} <= graph_ids
         drawn = client.assistants.get_graph(client.assistants.search(graph_id="refund_desk", limit=1)[0]["assistant_id"])
-        assert {"classify", "extract", "reply", "human_review", "responder"} <= {n["id"] for n in drawn["nodes"]}
+        assert {"classify", "extract", "reply", "human_review"} <= {n["id"] for n in drawn["nodes"]}
         thread = client.threads.create()["thread_id"]
         out = client.runs.wait(thread, "refund_desk", input={"request": "Please refund order 4417, I paid 23.90 EUR."})
         assert out["status"] == "done", out

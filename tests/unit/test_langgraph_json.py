@@ -75,8 +75,10 @@ def test_every_graph_compiles_without_a_checkpointer_for_the_server(name: str) -
         extra = {"functions"} if module.WORKFLOW.takes_functions else set()
         assert set(graph.get_input_jsonschema()["properties"]) == {"request"} | extra
         assert {"status", "final", "ledger", "events"} <= set(graph.get_output_jsonschema()["properties"])
-        # The verifier judges each attempt inside its step's node: no verify node.
-        assert {"router", "human_review", "responder", *(s.name for s in module.WORKFLOW.all_steps)} <= set(graph.get_graph().nodes)
+        # The verifier judges each attempt inside its step's node, and the node that ends a run
+        # writes its final output: no verify node, no responder node.
+        assert {"router", "human_review", *(s.name for s in module.WORKFLOW.all_steps)} <= set(graph.get_graph().nodes)
+        assert not {"verify", "responder", "dispatch"} & set(graph.get_graph().nodes)
 
 
 def test_studio_launch_runs_langgraph_dev_offline_in_the_project(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def test_catalog_exposes_math_qa() -> None:
     module = load_graph_module("math_qa")
     assert module.WORKFLOW is WORKFLOW
     assert [(s.name, s.role) for s in WORKFLOW.steps] == [(SOLVE_STEP, "extract")]
-    assert {SOLVE_STEP, "human_review", "responder"} <= set(module.graph.get_graph().nodes)
+    assert {SOLVE_STEP, "human_review"} <= set(module.graph.get_graph().nodes)
 
 
 def test_benchmark_runs_on_any_file_of_the_same_format(tmp_path: Path) -> None:
