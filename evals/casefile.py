@@ -44,13 +44,15 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.loop.verify import JudgeVerdict
 from evals.datasets import Case, Dataset, DatasetFormatError, DatasetSource
 from evals.datasets._files import read_jsonl
 from evals.evaluators.base import EvaluationResult, verdict
 from evals.harness.suite import GraphOutcome, StepTruth, Suite
-from model_tiers import ConfigError
+from model_tiers import ConfigError, TierRegistry, load_tier_config
 
 __all__ = [
     "CaseInputs",
@@ -427,14 +429,9 @@ class TierJudge:
 
     def __init__(self, tiers_file: str | None) -> None:
         self._tiers_file = tiers_file
-        self._registry: Any = None
+        self._registry: TierRegistry | None = None
 
     def __call__(self, check: FieldCheck, value: Any, expected: Any) -> tuple[bool, str | None]:
-        from langchain_core.messages import HumanMessage, SystemMessage
-
-        from agents.loop.verify import JudgeVerdict
-        from model_tiers import TierRegistry, load_tier_config
-
         if self._registry is None:
             self._registry = TierRegistry(load_tier_config(self._tiers_file))
         tier = check.tier or self._registry.config.roles["judge"]

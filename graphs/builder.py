@@ -20,7 +20,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, get_type_hints
 
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
@@ -35,18 +35,22 @@ from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
 from model_tiers import TierRegistry, TierRunContext, apply_run_context, load_tier_config
 from model_tiers.config import coerce_context
 from model_tiers.secrets import redact_exception, redact_value
-from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState, merge_dicts
+from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
 
 __all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "ROUTER", "coerce_context"]
 
 ROUTER = "router"
 _RESERVED = {ROUTER, DISPATCH, VERIFY, ACT, HUMAN_REVIEW, RESPONDER}
 # Transient storage contention is retried by LangGraph; model faults are the ladder's job.
+_STORAGE_RETRY = RetryPolicy(max_attempts=3, retry_on=(sqlite3.OperationalError,))
 _MAX_CONTEXT_REGISTRIES = 64
 # Workflow -> its compiled graph, for servers that call a Workflow as a graph factory.
 _SERVED: dict[int, Any] = {}
 _SERVED_LOCK = threading.Lock()
-_STORAGE_RETRY = RetryPolicy(max_attempts=3, retry_on=(sqlite3.OperationalError,))
+# The reducers TieredState declares (key -> reducer), to apply an update where a node ends the run.
+_REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
+    key: hint.__metadata__[0] for key, hint in get_type_hints(TieredState, include_extras=True).items() if hasattr(hint, "__metadata__")
+}
 
 
 @dataclass(frozen=True)
@@ -262,12 +266,9 @@ def _finisher(workflow: Workflow, provider: ServiceProvider) -> Callable[[Mappin
 def _after(state: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """The state once `update` is applied, with the reducers TieredState declares."""
     view = {**state, **update}
-    for key in ("results", "decided_by"):
+    for key, reducer in _REDUCERS.items():
         if key in update:
-            view[key] = merge_dicts(state.get(key), update[key])
-    for key in ("ledger", "events"):
-        if key in update:
-            view[key] = [*(state.get(key) or []), *update[key]]
+            view[key] = reducer(state.get(key) or type(update[key])(), update[key])
     return view
 
 

@@ -39,6 +39,7 @@ OutputKind = Literal["text", "structured", "tools"]
 # Providers behind a server, whose outages last beyond one request (so a cool-down pays).
 _SERVED_PROVIDERS = frozenset({"openai", "ollama"})
 
+
 @dataclass(frozen=True)
 class ModelReply:
     """What one call produced: the parsed value, the raw message and its ledger record."""
@@ -92,9 +93,13 @@ def _unparsed(spec: TierSpec, raw: Any, prompt: Sequence[BaseMessage], started: 
     return InvalidModelOutput(spec.name, redact(str(reason)[:500]), raw=redact(text[:2000]), usage=usage)
 
 
-def _invalid_calls_reason(message: AIMessage) -> str:
-    bad = message.invalid_tool_calls[0]
-    return f"the tool call '{bad.get('name')}' has arguments that are not valid JSON: {str(bad.get('args'))[:200]!r}"
+def _reject_invalid_calls(spec: TierSpec, raw: Any, prompt: Sequence[BaseMessage], started: float, *, any_call: bool = False) -> None:
+    """A tool call whose arguments are not JSON is a wrong answer, not "no call": raise it
+    as one (where there is no valid call beside it, unless `any_call`)."""
+    if isinstance(raw, AIMessage) and raw.invalid_tool_calls and (any_call or not raw.tool_calls):
+        bad = raw.invalid_tool_calls[0]
+        reason = f"the tool call '{bad.get('name')}' has arguments that are not valid JSON: {str(bad.get('args'))[:200]!r}"
+        raise _unparsed(spec, raw, prompt, started, reason)
 
 
 def _strict_json(spec: TierSpec, raw: Any, prompt: Sequence[BaseMessage], started: float) -> Any:
@@ -112,8 +117,6 @@ def _validated(
     """`data` as an instance of `schema`, where it is one: a reply that names fields the
     schema does not have is a wrong answer (`{"delete_all_orders": true}` must not pass
     as "every optional field absent"), and so is one that does not validate."""
-    if isinstance(data, BaseModel):
-        data = data.model_dump()
     if isinstance(data, Mapping):
         known = {f.alias or name for name, f in schema.model_fields.items()} | set(schema.model_fields)
         unknown = sorted(str(k) for k in data if k not in known)
@@ -282,8 +285,7 @@ class TierRegistry:
 
         runnable = self._bound((spec.name, "forced", schema), bind)
         raw = runnable.invoke(messages)
-        if isinstance(raw, AIMessage) and raw.invalid_tool_calls and not raw.tool_calls:
-            raise _unparsed(spec, raw, messages, started, _invalid_calls_reason(raw))
+        _reject_invalid_calls(spec, raw, messages, started)
         if not isinstance(raw, AIMessage) or not raw.tool_calls:
             raise _unparsed(spec, raw, messages, started, None)
         return _validated(spec, schema, raw.tool_calls[0]["args"], raw, messages, started), raw
@@ -303,8 +305,7 @@ class TierRegistry:
                 return self._forced_call(spec, model, schema, messages, started)
             out = self._structured_runnable(spec, model, schema).invoke(messages)
             raw = out["raw"]
-            if isinstance(raw, AIMessage) and raw.invalid_tool_calls and not raw.tool_calls:
-                raise _unparsed(spec, raw, messages, started, _invalid_calls_reason(raw))
+            _reject_invalid_calls(spec, raw, messages, started)
             if out.get("parsing_error") is not None or out.get("parsed") is None:
                 raise _unparsed(spec, raw, messages, started, out.get("parsing_error"))
             parsed = out["parsed"]
@@ -322,9 +323,7 @@ class TierRegistry:
             if spec.capabilities.tool_choice == "named" and needs_selection(tools, tool_choice):
                 return select_then_call(model, messages, tools, tool_choice, structured)
             message = model.bind_tools(list(tools), tool_choice=tool_choice).invoke(messages)
-            if message.invalid_tool_calls:
-                # A call whose arguments are not JSON is a wrong answer, not "no call".
-                raise _unparsed(spec, message, messages, started, _invalid_calls_reason(message))
+            _reject_invalid_calls(spec, message, messages, started, any_call=True)
             return list(message.tool_calls), message
         message = model.invoke(messages)
         text = message.content if isinstance(message.content, str) else json.dumps(message.content)

@@ -53,7 +53,7 @@ def test_a_graph_is_found_by_name_module_reference_or_file_reference() -> None:
     ],
 )
 def test_bad_references_get_clear_errors(ref: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="^" + message if ref == "tiket_triage" else None) as caught:
+    with pytest.raises(ConfigError) as caught:
         resolve_graph(ref)
     assert message in str(caught.value)
 
