@@ -23,6 +23,7 @@ import dataclasses
 import math
 import operator
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -82,13 +83,19 @@ def _is_percent(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "pct" and len(node.args) == 1 and not node.keywords
 
 
+_PARSE_LOCK = threading.Lock()
+
+
 def evaluate_expression(expression: str, *, percent: PercentMode = "fraction") -> float:
     """The value of a normalised arithmetic expression (numbers, + - * / **, parentheses,
     ``pct(n)`` for ``n%``). Raises `UnsafeExpression` for anything else."""
     if len(expression) > 300:
         raise UnsafeExpression("expression too long")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        # CPython 3.11's parser is not thread-safe for deep expressions ("AST constructor
+        # recursion depth mismatch", a SystemError, under concurrent eval cases).
+        with _PARSE_LOCK:
+            tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError:
         raise UnsafeExpression(f"not an arithmetic expression: {expression!r}") from None
     return _eval_node(tree, percent)

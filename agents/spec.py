@@ -71,6 +71,9 @@ class StepInput:
 
 # A check returns None when the value passes, else the reason it fails (fed back to the model).
 CheckFn = Callable[[Any, StepInput], str | None]
+# A check's raw scores (name -> number): what `tierflow calibrate` learns from, recorded
+# with every verdict whether the check passed or not.
+ScoreFn = Callable[[Any, StepInput], Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Check:
     name: str
     fn: CheckFn
     soft: bool = False
+    scores: ScoreFn | None = None
 
     def __call__(self, value: Any, inp: StepInput) -> str | None:
         return self.fn(value, inp)

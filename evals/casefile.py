@@ -122,7 +122,7 @@ def _default_check(expected: Any) -> FieldCheck:
 
 def is_case_file(path: str | Path) -> bool:
     """Whether `path` looks like a generic case file: a .jsonl whose first case line has an
-    `input`, or a .csv with an `input` column (a dataset's own files, like Banking77's CSV,
+    `input` (and no recorded `outcomes`), or a .csv with an `input` column (a dataset's own files, like Banking77's CSV,
     do not)."""
     source = Path(path)
     if source.suffix.lower() not in (".jsonl", ".csv") or not source.is_file():
@@ -136,7 +136,9 @@ def is_case_file(path: str | Path) -> bool:
                     record = json.loads(line)
                     if isinstance(record, dict) and EVALUATORS_KEY in record:
                         continue
-                    return isinstance(record, dict) and "input" in record
+                    # Recorded outcomes (model_tiers/providers/recorded.py) are the
+                    # `recorded` suite's dataset, not a case file.
+                    return isinstance(record, dict) and "input" in record and "outcomes" not in record
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error):
         return False
     return False

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from evals import finetune_cli, harness_cli
+from evals.calibrate import cli as calibrate_cli
 from graphs import cli as graphs_cli
 from model_tiers import cli as model_tiers_cli
 from model_tiers.errors import TierflowError
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     graphs_cli.register(sub)
     harness_cli.register(sub)
     finetune_cli.register(sub)
+    calibrate_cli.register(sub)
     return parser
 
 

@@ -108,6 +108,7 @@ def _eval(args: argparse.Namespace) -> int:
             report_only=args.report_only,
             whole_graph=args.whole_graph,
             case_timeout_s=args.case_timeout,
+            call_cache=not args.no_call_cache,
         ),
     )
     console.print(summary_table(result.report))
@@ -179,6 +180,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--retry-errors", action="store_true", help="rerun cases recorded with status 'error'")
     p.add_argument("--case-timeout", type=float, metavar="S", help="stop a case still running after S seconds and record it as an error")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-call-cache", action="store_true",
+        help="make every model call (default: the policies share identical calls through RUN_DIR/call_cache.sqlite)",
+    )
     p.add_argument("--report-only", action="store_true", help="run nothing; rebuild the report from the run folder")
     p.add_argument("--whole-graph", action="store_true", help="run every step even when the suite grades only some (slower; costs the rest of the graph)")
     p.set_defaults(handler=_eval)

@@ -46,6 +46,7 @@ SHIPPED_GRAPHS: dict[str, str] = {
     "math_qa": "graphs.math_qa:WORKFLOW",
     "order_agent": "graphs.order_agent:WORKFLOW",
     "function_calling": "graphs.function_calling:WORKFLOW",
+    "recorded": "graphs.recorded:WORKFLOW",
 }
 # name -> module, for the shipped graphs (each module also exports `build` and `graph`).
 GRAPH_MODULES: dict[str, str] = {name: ref.split(":", 1)[0] for name, ref in SHIPPED_GRAPHS.items()}

@@ -69,7 +69,22 @@ def arithmetic_check(min_score: float | None = None) -> Check:
             return f"verifier score {report.score:.2f} is below {min_score:g}: {detail}; show every calculation"
         return None
 
-    return Check(name, check)
+    def scores(value: MathSolution, inp: StepInput) -> dict[str, float]:
+        # The raw evidence behind the verdict, for `tierflow calibrate`.
+        report = check_solution(value.solution, value.final_answer, inp.request)
+        return {
+            "score": report.score,
+            "recompute_fraction": report.recompute_fraction,
+            "statements": float(report.checked),
+            "wrong_statements": float(len(report.wrong)),
+            "question_coverage": report.question_coverage,
+            "final_is_last_result": float(report.final_matches_last is True),
+            "has_final_number": float(report.final_answer is not None),
+            "truncated": float(report.truncated is not None),
+            "whole_number_ok": float(report.whole_number_ok),
+        }
+
+    return Check(name, check, scores=scores)
 
 
 def _candidate(state: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None, bool]:

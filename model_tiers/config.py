@@ -183,6 +183,23 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _with_calibration_path(data: dict[str, Any], file_path: Path) -> dict[str, Any]:
+    """`escalation.calibration` made absolute against the tiers file's folder, and checked:
+    a tiers file that names a missing artifact is a misconfiguration, said before any call."""
+    escalation = data.get("escalation")
+    if not isinstance(escalation, dict) or not isinstance(escalation.get("calibration"), str):
+        return data
+    named = Path(escalation["calibration"]).expanduser()
+    resolved = named if named.is_absolute() else (file_path.parent / named)
+    if not resolved.is_file():
+        raise ConfigError(
+            f"escalation.calibration names {resolved}, which does not exist; run "
+            "`tierflow calibrate RUN_DIR --out <that path>` or remove the setting",
+            source=str(file_path),
+        )
+    return {**data, "escalation": {**escalation, "calibration": str(resolved.resolve())}}
+
+
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     data = copy.deepcopy(data)
     url_by_provider = {"openai": env.get("OPENAI_BASE_URL"), "ollama": env.get("OLLAMA_HOST")}
@@ -210,7 +227,7 @@ def load_tier_config(
     source = "defaults"
     file_path = resolve_config_path(path, env)
     if file_path is not None:
-        file_data = _read_file(file_path)
+        file_data = _with_calibration_path(_read_file(file_path), file_path)
         data = _deep_merge(data, file_data)
         source = str(file_path)
     env_data = _apply_env(data, env)

@@ -9,7 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model_tiers.spec import TierConfig, TierSpec
 
-__all__ = ["Usage", "TierTotals", "LedgerSummary", "summarize", "estimate_tokens"]
+__all__ = [
+    "Usage",
+    "TierTotals",
+    "LedgerSummary",
+    "summarize",
+    "estimate_tokens",
+    "CONFIDENCE_KEY",
+    "CACHE_HIT_KEY",
+    "CACHE_SAVED_KEY",
+]
+
+# Keys a chat model (or the call cache) sets in an AIMessage's response_metadata for the
+# registry to copy into the call's Usage.
+CONFIDENCE_KEY = "tierflow_confidence"
+CACHE_HIT_KEY = "tierflow_cache_hit"
+CACHE_SAVED_KEY = "tierflow_cache_saved_s"
 
 Verdict = Literal["pass", "fail", "fault"]
 
@@ -38,6 +53,17 @@ class Usage(BaseModel):
     # Why the call brought back no usable reply ("HTTP 429", "transport", "invalid output");
     # None for a reply that parsed. A failed call is still a call: it is paid for.
     error: str | None = None
+    # The provider's confidence in its answer from token log-probabilities (0..1): the
+    # probability of the chosen label, or the least probable value token of a structured
+    # answer. None where the provider gives no log-probabilities.
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    # Answered from an eval run's call cache (see model_tiers/call_cache.py): the reply of an
+    # identical earlier call, so `latency_s` is the lookup's and `saved_s` that call's.
+    cache_hit: bool = False
+    saved_s: float = Field(default=0.0, ge=0)
+    # What the verifier measured of the answer (check outcomes and raw scores, sizes,
+    # confidences; see agents/signals.py), filled in by the graph engine.
+    signals: dict[str, float] | None = None
 
     @classmethod
     def for_call(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langchain_core.caches import BaseCache
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -24,11 +25,13 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
+from model_tiers.call_cache import TierScopedCache, releasing_claims, tier_scope
 from model_tiers.errors import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable
-from model_tiers.ledger import Usage, estimate_tokens
+from model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY, CONFIDENCE_KEY, Usage, estimate_tokens
 from model_tiers.provider_errors import classify_provider_error
 from model_tiers.providers import build_chat_model, key_env_of
 from model_tiers.secrets import redact, register_secrets_from_env
+from model_tiers.providers.logprobs import confidence_from_openai_logprobs
 from model_tiers.providers._tool_calling import ToolCallingChatModel, messages_as_text
 from model_tiers.spec import TierConfig, TierSpec
 from model_tiers.tool_selection import needs_selection, select_then_call
@@ -51,12 +54,23 @@ class ModelReply:
 
 def _message_usage(spec: TierSpec, message: AIMessage, prompt: Sequence[BaseMessage], latency: float) -> Usage:
     meta = message.usage_metadata or {}
+    response = message.response_metadata or {}
+    confidence = response.get(CONFIDENCE_KEY)
+    if confidence is None and response.get("logprobs") is not None:
+        # ChatOpenAI and ChatOllama keep the server's token log-probabilities here.
+        confidence = confidence_from_openai_logprobs(response["logprobs"])
+    extra: dict[str, Any] = {
+        "confidence": None if confidence is None else min(1.0, max(0.0, float(confidence))),
+        "cache_hit": bool(response.get(CACHE_HIT_KEY, False)),
+        "saved_s": float(response.get(CACHE_SAVED_KEY, 0.0)),
+    }
     if meta.get("input_tokens") or meta.get("output_tokens"):
         return Usage.for_call(
             spec,
             input_tokens=int(meta.get("input_tokens", 0)),
             output_tokens=int(meta.get("output_tokens", 0)),
             latency_s=latency,
+            **extra,
         )
     return Usage.for_call(
         spec,
@@ -64,6 +78,7 @@ def _message_usage(spec: TierSpec, message: AIMessage, prompt: Sequence[BaseMess
         output_tokens=estimate_tokens(messages_as_text([message])),
         latency_s=latency,
         tokens_estimated=True,
+        **extra,
     )
 
 
@@ -131,9 +146,13 @@ def _validated(
 class TierRegistry:
     """Builds each tier's chat model once, lazily, and runs accounted calls on it."""
 
-    def __init__(self, config: TierConfig, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: TierConfig, *, env: Mapping[str, str] | None = None, call_cache: BaseCache | None = None
+    ) -> None:
         self.config = config
         self._env = dict(os.environ if env is None else env)
+        # Models this registry builds answer identical calls from it (an eval run's cache).
+        self._call_cache = call_cache
         self._models: dict[str, BaseChatModel] = {}
         self._slots = {t.name: threading.BoundedSemaphore(t.max_concurrency) for t in config.tiers}
         self._runnables: dict[tuple[Any, ...], Runnable[Any, Any]] = {}
@@ -154,6 +173,7 @@ class TierRegistry:
         other = TierRegistry.__new__(TierRegistry)
         other.config = config
         other._env = self._env
+        other._call_cache = self._call_cache
         other._models = self._models
         other._slots = self._slots
         other._runnables = self._runnables
@@ -167,7 +187,11 @@ class TierRegistry:
     def model(self, tier: str) -> BaseChatModel:
         with self._lock:
             if tier not in self._models:
-                self._models[tier] = build_chat_model(self.spec(tier), env=self._env)
+                model = build_chat_model(self.spec(tier), env=self._env)
+                if self._call_cache is not None:
+                    # Scoped by tier and spec: some providers' cache keys name neither.
+                    model.cache = TierScopedCache(self._call_cache, tier_scope(self.spec(tier)))
+                self._models[tier] = model
             return self._models[tier]
 
     def set_model(self, tier: str, model: BaseChatModel) -> None:
@@ -197,7 +221,7 @@ class TierRegistry:
         self._check_cooldown(spec)
         model = self.model(tier)
         started = time.perf_counter()
-        with self._slots[tier]:
+        with self._slots[tier], releasing_claims():
             try:
                 value, message = self._invoke(spec, model, list(messages), schema, tools, tool_choice, started)
             except InvalidModelOutput as err:

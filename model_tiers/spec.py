@@ -91,6 +91,9 @@ class TierSpec(_Strict):
     # mistakes; on a tier fine-tuned on the step they can flag mostly right answers
     # (`python -m evals.bench.finetune` measures it). Hard checks always apply.
     soft_checks: bool = True
+    # Ask the provider for token log-probabilities (the answer's confidence, see
+    # model_tiers/providers/logprobs.py). Off for an endpoint that rejects the parameter.
+    logprobs: bool = True
 
     @model_validator(mode="after")
     def _default_locality(self) -> "TierSpec":
@@ -129,6 +132,10 @@ class EscalationPolicy(_Strict):
     # failed). It helps a model avoid the same mistake, and costs input tokens on the most
     # expensive tier; off, each tier sees only its own rejected answers.
     feedback_to_next_tier: bool = True
+    # A `tierflow calibrate` artifact (agents/calibration.py): per step, a calibrated
+    # probability that the slm's answer is right (escalate below a threshold) and a router
+    # that starts hopeless inputs higher. A relative path is read from the tiers file's folder.
+    calibration: str | None = None
 
 
 class Budget(_Strict):

@@ -133,8 +133,12 @@ def usage_dump(usage: object) -> dict[str, Any] | None:
     return usage.model_dump() if isinstance(usage, Usage) else None
 
 
-def ledger_row(proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[str, Any], verdict: str, reason: str | None) -> list[dict[str, Any]]:
-    """The ledger entry of a proposal's model call (none when no request was made)."""
+def ledger_row(
+    proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[str, Any], verdict: str, reason: str | None,
+    signals: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """The ledger entry of a proposal's model call (none when no request was made), with
+    what the verifier measured of it (`agents.signals`)."""
     usage = proposal.get("usage")
     if not usage:
         return []
@@ -148,6 +152,7 @@ def ledger_row(proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[str, 
             "attempt": proposal.get("attempt", 0),
             "verdict": verdict,
             "reason": reason,
+            "signals": dict(signals) if signals is not None else None,
         }
     ]
 

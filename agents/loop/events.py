@@ -17,6 +17,7 @@ __all__ = ["EventKind", "StreamOnlyKind", "EVENT_KINDS", "check_events", "publis
 EventKind = Literal[
     "route",  # the router chose the planner or the default plan
     "rejected_input",  # the request cannot run (empty, too long, bad functions)
+    "skip_tier",  # the calibration's router started a step one tier up (before any call)
     "verdict",  # the verifier passed or failed a candidate (with warnings from soft checks)
     "retry",  # the same tier again, with the failure as feedback
     "escalate",  # the next tier up, after the retries

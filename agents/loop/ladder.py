@@ -77,6 +77,12 @@ def has_higher_tier(config: TierConfig, role: str, needs: StepNeeds, tier: str) 
     return bool(_above(config, role, needs, tier))
 
 
+def next_tier_above(config: TierConfig, role: str, needs: StepNeeds, tier: str) -> str | None:
+    """The cheapest usable tier above `tier` (None at the top)."""
+    above = _above(config, role, needs, tier)
+    return above[0].name if above else None
+
+
 def after_failure(config: TierConfig, role: str, needs: StepNeeds, tier: str, tries_on_tier: int) -> Decision:
     """After a failed verdict: retry on the same tier, else the next tier up, else the top."""
     if tries_on_tier <= config.escalation.max_retries:

@@ -16,8 +16,9 @@ from typing import Any
 from langgraph.types import Command, interrupt
 
 from agents.context import ServiceResolver, Services, as_jsonable, current_item, emit, step_input, step_needs
-from agents.loop.ladder import budget_block, budget_state, cheaper_alternative, first_tier, usable_ladder
-from agents.prompts import step_messages
+from agents.calibration import load_calibration
+from agents.loop.ladder import budget_block, budget_state, cheaper_alternative, first_tier, next_tier_above, usable_ladder
+from agents.prompts import step_messages, user_prompt
 from agents.spec import Attempt, PlanItem, Proposal, StepKind, StepSpec
 from model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal
 from model_tiers.providers._tool_calling import messages_as_text
@@ -86,6 +87,28 @@ def _budget_gate(
     return None, _stop(item, block, []), []
 
 
+def _routed(cfg: Any, spec: StepSpec, item: PlanItem, inp: Any, needs: Any, tier: str) -> tuple[str, list[dict[str, Any]]]:
+    """The tier a fresh step starts on: `tier`, or the next one up when the calibration's
+    router (agents/calibration.py) expects `tier` to fail on this input."""
+    if cfg.escalation.calibration is None:
+        return tier, []
+    found = load_calibration(cfg.escalation.calibration).for_step(spec.name)
+    router = found.router if found is not None else None
+    if router is None or router.tier != tier:
+        return tier, []
+    text = user_prompt(spec, inp)
+    p_fail = router.model.probability({"input_chars": float(len(text))}, text)
+    higher = next_tier_above(cfg, spec.role, needs, tier)
+    if p_fail <= router.skip_above or higher is None:
+        return tier, []
+    event = {
+        "type": "skip_tier", "step": item.step, "item_id": item.id, "from": tier, "to": higher,
+        "reason": f"router: p({tier} fails) {p_fail:.2f} is above {router.skip_above:.2f}",
+        "p_fail": round(p_fail, 6),
+    }
+    return higher, [event]
+
+
 def judged(
     state: Mapping[str, Any], runtime: Any, proposal: Proposal, att: Attempt, events: Sequence[Mapping[str, Any]], verify: Verify
 ) -> Command:
@@ -135,8 +158,11 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver, verify: Verify) -> 
         tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
         needs = step_needs(spec, messages_as_text(messages) + tools_text(tools))
         cfg = services.registry.config
+        routed: list[dict[str, Any]] = []
         if att["tier"] is None:
             att["tier"] = first_tier(cfg, spec.role, needs)
+            if att["tier"] is not None:
+                att["tier"], routed = _routed(cfg, spec, item, inp, needs, att["tier"])
         if att["tier"] is None:
             _, skipped = usable_ladder(cfg, spec.role, needs)
             why = "; ".join(f"{t}: {r}" for t, r in skipped) or "the ladder is empty for this role"
@@ -146,6 +172,7 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver, verify: Verify) -> 
         tier, stop, events = _budget_gate(spec, item, att, state, services, needs)
         if stop is not None:
             return stop
+        events = [*routed, *events]
         att["tier"] = tier
         base = Proposal(**base, tier=tier)
         if cfg.tier(tier).prompt == "compact":

@@ -18,8 +18,10 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agents.client_tools import call_problem
 from agents.context import ServiceResolver, current_item, step_input, step_needs
+from agents.calibration import CalibratedCheck, answer_text, load_calibration
 from agents.loop.ladder import Decision, after_failure, after_fault, has_higher_tier
 from agents.prompts import user_prompt
+from agents.signals import CheckOutcome, attempt_signals
 from agents.spec import PlanItem, StepInput, StepKind, StepSpec
 from model_tiers import TierflowError
 
@@ -105,6 +107,15 @@ def _judge(services: Any, spec: StepSpec, inp: StepInput, value: Any) -> tuple[s
         return None, [], [{"type": "judge_fault", "step": spec.name, "tier": tier, "reason": str(err)}]
     usage = {**reply.usage.model_dump(), "role": "judge", "node": VERIFY, "verdict": "pass" if reply.value.ok else "fail"}
     return (None if reply.value.ok else f"judge: {reply.value.reason}"), [usage], []
+
+
+def _calibrated_check(cfg: Any, step: str, tier: str | None) -> CalibratedCheck | None:
+    """The calibrated check for `step`'s answers on `tier` (None when there is none)."""
+    if cfg.escalation.calibration is None or tier is None:
+        return None
+    found = load_calibration(cfg.escalation.calibration).for_step(step)
+    check = found.check if found is not None else None
+    return check if check is not None and check.tier == tier else None
 
 
 def _needs(spec: StepSpec, item: PlanItem, services: Any, state: Mapping[str, Any]) -> Any:
@@ -200,30 +211,50 @@ def make_verifier(
             and cfg.tier(tier).soft_checks
             and has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier)
         )
-        for check in spec.checks if reason is None else ():
-            try:
+        outcomes: list[CheckOutcome] = []
+        signals: dict[str, float] | None = None
+        running = ""
+        try:
+            for check in spec.checks if reason is None else ():
+                running = f"check '{check.name}'"
                 problem = check(parsed, inp)
-            except Exception as err:
-                # A check that crashes is a bug in the check, not the model's mistake: feeding
-                # it back would turn the bug into frontier cost. The run stops and says so.
-                why = f"check '{check.name}' raised {type(err).__name__}: {err}"
-                return stop_for_error(state, runtime, spec, proposal, "bug", why, events, detail=traceback.format_exc())
-            if problem and check.soft and not can_climb:
-                warnings.append(f"{check.name}: {problem}")
-            elif problem:
-                reason, soft_failure = f"{check.name}: {problem}", check.soft
-                break
+                outcomes.append((check, problem))
+                if problem and check.soft and not can_climb:
+                    warnings.append(f"{check.name}: {problem}")
+                elif problem:
+                    reason, soft_failure = f"{check.name}: {problem}", check.soft
+                    break
+            if kind is None and (spec.output_model is None or isinstance(parsed, BaseModel)):
+                running = "the scores of the checks"
+                signals = attempt_signals(spec, value, parsed, inp, user_prompt(spec, inp), proposal.get("usage"), outcomes)
+        except Exception as err:
+            # A check that crashes is a bug in the check, not the model's mistake: feeding
+            # it back would turn the bug into frontier cost. The run stops and says so.
+            why = f"{running} raised {type(err).__name__}: {err}"
+            return stop_for_error(state, runtime, spec, proposal, "bug", why, events, detail=traceback.format_exc())
         threshold = cfg.escalation.confidence_threshold
         if reason is None and threshold is not None and spec.confidence_field:
             conf = float(getattr(parsed, spec.confidence_field, 1.0))
             if conf < threshold:
                 reason = f"confidence {conf:.2f} is below the threshold {threshold:.2f}"
+        calibrated = _calibrated_check(cfg, spec.name, tier)
+        if reason is None and calibrated is not None and signals is not None:
+            p_right = calibrated.model.probability(signals, user_prompt(spec, inp), answer_text(value))
+            signals["p_right"] = round(p_right, 6)
+            if p_right < calibrated.escalate_below:
+                objection = f"calibrated p(right) {p_right:.2f} is below {calibrated.escalate_below:.2f}"
+                if has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier):
+                    reason, soft_failure = f"calibration: {objection}", True
+                else:
+                    warnings.append(f"calibration: {objection}")
         if reason is None and spec.judge:
             reason, usages, events = _judge(services, spec, inp, value)
         verdict = "pass" if reason is None else "fail"
         judge_entries = [{**u, "run_id": state.get("run_id"), "step": item.id, "attempt": proposal.get("attempt", 0)} for u in usages]
-        ledger = ledger_row(proposal, spec, state, verdict, reason) + judge_entries
+        ledger = ledger_row(proposal, spec, state, verdict, reason, signals) + judge_entries
         verdict_event = {"type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"), "verdict": verdict, "reason": reason}
+        if signals is not None:
+            verdict_event["signals"] = signals
         if warnings:  # soft checks that objected where no second opinion is asked: recorded, not enforced
             verdict_event["warnings"] = warnings
         events.append(verdict_event)

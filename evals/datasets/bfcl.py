@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .cases import Case, Dataset, DatasetFormatError, DatasetSource
 from ._files import existing_file, read_jsonl
@@ -156,6 +156,14 @@ def bfcl_category(path: Path) -> str:
     return match["category"]
 
 
+def _first_problem(err: ValidationError) -> str:
+    """pydantic's first complaint on one line ("content: Input should be a valid string"):
+    the CLI prints a format error as one line."""
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+
 def _messages(path: Path, line: int, question: Any) -> list[ChatMessage]:
     if not isinstance(question, list) or not question or not all(isinstance(turn, list) for turn in question):
         raise DatasetFormatError(path, "question must be a list of turns, each a list of messages", row=line)
@@ -165,7 +173,34 @@ def _messages(path: Path, line: int, question: Any) -> list[ChatMessage]:
             f"question has {len(question)} turns; only single-turn BFCL categories are supported",
             row=line,
         )
-    return [ChatMessage.model_validate(message) for message in question[0]]
+    messages: list[ChatMessage] = []
+    for index, message in enumerate(question[0]):
+        try:
+            messages.append(ChatMessage.model_validate(message))
+        except ValidationError as err:
+            # pydantic's error names neither the file nor the line; the format error does
+            raise DatasetFormatError(
+                path,
+                f"question[0][{index}]: each message must be {{role, content}} strings ({_first_problem(err)})",
+                row=line,
+            ) from err
+    return messages
+
+
+def _functions(path: Path, line: int, docs: Any) -> list[FunctionDoc]:
+    if not isinstance(docs, list):
+        raise DatasetFormatError(path, "function must be a list of function docs", row=line)
+    functions: list[FunctionDoc] = []
+    for index, doc in enumerate(docs):
+        try:
+            functions.append(FunctionDoc.model_validate(doc))
+        except ValidationError as err:
+            raise DatasetFormatError(
+                path,
+                f"function[{index}]: each function doc must be {{name, description?, parameters?}} ({_first_problem(err)})",
+                row=line,
+            ) from err
+    return functions
 
 
 def _expected_calls(path: Path, line: int, ground_truth: Any) -> list[ExpectedCall]:
@@ -203,15 +238,23 @@ def load_bfcl(
             f"BFCL possible_answer file for {category!r} (pass answers_path=)",
         )
         for line, record in read_jsonl(answers_file):
-            if not isinstance(record, dict) or "id" not in record:
-                raise DatasetFormatError(answers_file, "each line must be {id, ground_truth}", row=line)
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                raise DatasetFormatError(answers_file, "each line must be {id, ground_truth} with a string id", row=line)
             answers[record["id"]] = _expected_calls(answers_file, line, record.get("ground_truth"))
 
     cases: list[FunctionCallCase] = []
+    seen: set[str] = set()
     for line, record in read_jsonl(questions_path):
         if not isinstance(record, dict) or not {"id", "question", "function"} <= record.keys():
             raise DatasetFormatError(questions_path, "each line must be {id, question, function}", row=line)
         case_id = record["id"]
+        # Checked here, with the line: the dataset would refuse the same ids later, but
+        # without naming the file (irrelevance files have no answer file to catch them).
+        if not isinstance(case_id, str):
+            raise DatasetFormatError(questions_path, f"id must be a string, got {case_id!r}", row=line)
+        if case_id in seen:
+            raise DatasetFormatError(questions_path, f"duplicate id {case_id!r}; ids must be unique", row=line)
+        seen.add(case_id)
         if expects_no_call or expects_any_call:
             calls: list[ExpectedCall] = []
         elif case_id in answers:
@@ -223,7 +266,7 @@ def load_bfcl(
                 id=case_id,
                 inputs=FunctionCallInputs(
                     messages=_messages(questions_path, line, record["question"]),
-                    functions=[FunctionDoc.model_validate(doc) for doc in record["function"]],
+                    functions=_functions(questions_path, line, record["function"]),
                 ),
                 expected=FunctionCallExpected(category=category, calls=calls, any_call=expects_any_call),
                 metadata={"line": line},

@@ -20,6 +20,7 @@ from evals.harness.runner import RunCounts, run_cases
 from evals.harness.suite import Suite
 from graphs.catalog import resolve_graph
 from model_tiers import ConfigError, TierConfig, TierRegistry, load_tier_config
+from model_tiers.call_cache import CALL_CACHE_FILE, SQLiteCallCache
 from model_tiers.providers.replay import replayed_from
 from model_tiers.home import home_dir
 
@@ -47,6 +48,9 @@ class EvalSettings:
     whole_graph: bool = False
     # A case still running after this many seconds is stopped and recorded as an error.
     case_timeout_s: float | None = None
+    # Identical model calls of the run's policies are made once, in <run folder>/call_cache.sqlite
+    # (the policies see the same answers; a rerun replays them). False: every call is made.
+    call_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,8 +126,10 @@ def _run_pending(
     entry = resolve_graph(suite.graph)
     kinds = {s.name: str(s.kind) for s in entry.workflow.all_steps}
     resources = suite.open_resources(out_dir) if suite.open_resources is not None else None
-    # The registry of the config the manifest records (replay tiers repointed, if so).
-    build_options: dict[str, Any] = {"registry": TierRegistry(config)}
+    # The registry of the config the manifest records (replay tiers repointed, if so); one
+    # call cache for every policy of the run, so their identical calls are paired.
+    cache = SQLiteCallCache(out_dir / CALL_CACHE_FILE) if settings.call_cache else None
+    build_options: dict[str, Any] = {"registry": TierRegistry(config, call_cache=cache)}
     if resources is not None:
         build_options["resources"] = resources
     if suite.answer_interrupt is not None:
@@ -132,16 +138,20 @@ def _run_pending(
         build_options["checkpointer"] = InMemorySaver()
     # No checkpointer: the runner reads state and interrupts from the stream (see runner).
     graph = entry.build(**build_options)
-    return run_cases(
-        graph,
-        suite,
-        dataset,
-        settings.policies,
-        store,
-        kinds=kinds,
-        concurrency=settings.concurrency,
-        progress=settings.progress,
-        retry_errors=settings.retry_errors,
-        resources=resources,
-        time_budget_s=settings.case_timeout_s,
-    )
+    try:
+        return run_cases(
+            graph,
+            suite,
+            dataset,
+            settings.policies,
+            store,
+            kinds=kinds,
+            concurrency=settings.concurrency,
+            progress=settings.progress,
+            retry_errors=settings.retry_errors,
+            resources=resources,
+            time_budget_s=settings.case_timeout_s,
+        )
+    finally:
+        if cache is not None:
+            cache.close()

@@ -75,6 +75,9 @@ class AttemptTrace(BaseModel):
     verdict: Literal["pass", "fail", "fault"] | None = None
     reason: str | None = None
     correct: bool | None = None
+    # What the verifier measured of the candidate (agents/signals.py): the features
+    # `tierflow calibrate` fits on.
+    signals: dict[str, float] | None = None
 
 
 class StepTrace(BaseModel):

@@ -50,6 +50,10 @@ DEFINITIONS: tuple[str, ...] = (
     "Frontier share: model calls on the top tier of the ladder / all model calls (the judge included).",
     "Latency: p50/p95 of each case's wall time (linear interpolation); with more concurrent cases than a tier's "
     "max_concurrency it includes waiting for the model. Model time is the ledger's summed call latency per case.",
+    "Call cache: identical model calls (same tier, model, parameters, prompt, tools or schema) are made once per run "
+    "folder and replayed to every policy; cache hits are counted per policy with the model time they saved (the "
+    "latency of the call that filled the entry). Model time counts a hit at that latency, so policies compare as if "
+    "uncached; case wall time (p50/p95 s) does not. Tokens and cost are counted for hits as for the call itself.",
     "Escalation rate: share of cases in which at least one step moved up the ladder (escalate or fault fallback).",
     "Escalation success: of the graded steps that moved up the ladder, the share whose final candidate on the "
     "higher tier passed the verifier and was right (Wilson 95% interval); n/a without ground truth for the step.",
@@ -111,6 +115,9 @@ class PolicyMetrics(BaseModel):
     error_rate: Estimate
     verifier: list[VerifierScore]
     ledger: list[LedgerRow]
+    # Ledger rows answered from the run's call cache, and the model time they saved.
+    cache_hits: int = 0
+    cache_saved_s: float = 0.0
 
 
 class EvalReport(BaseModel):
@@ -123,6 +130,9 @@ class EvalReport(BaseModel):
     tiers: list[dict[str, Any]]
     policies: list[PolicyMetrics]
     metrics: dict[str, str]
+    # Over every policy: call-cache hits and the model time they saved.
+    cache_hits: int = 0
+    cache_saved_s: float = 0.0
     definitions: list[str] = Field(default_factory=lambda: list(DEFINITIONS))
     notes: list[str] = Field(default_factory=list)
     generated_at: str = Field(default_factory=utc_now)
@@ -210,7 +220,8 @@ def policy_metrics(
     frontier_calls = sum(1 for r in records for u in r.ledger if u.get("tier") == frontier_tier)
     total_cost = sum(r.cost_usd for r in records)
     walls = [r.wall_s for r in records]
-    model_times = [r.model_latency_s for r in records]
+    saved = [sum(float(u.get("saved_s") or 0.0) for u in r.ledger) for r in records]
+    model_times = [r.model_latency_s + s for r, s in zip(records, saved)]
     return PolicyMetrics(
         policy=policy.name,
         description=policy.description,
@@ -235,6 +246,8 @@ def policy_metrics(
         error_rate=proportion(statuses.get("error", 0), n),
         verifier=_verifier(suite, records),
         ledger=_ledger_rows(records),
+        cache_hits=sum(1 for r in records for u in r.ledger if u.get("cache_hit")),
+        cache_saved_s=sum(saved),
     )
 
 
@@ -292,6 +305,8 @@ def build_report(
         ],
         policies=metrics,
         metrics=descriptions,
+        cache_hits=sum(m.cache_hits for m in metrics),
+        cache_saved_s=sum(m.cache_saved_s for m in metrics),
         notes=list(suite.notes),
     )
 
@@ -325,6 +340,8 @@ def render_markdown(report: EvalReport) -> str:
         f"- dataset: `{Path(report.dataset).name}`; sample: {json.dumps(report.sample)}",
         f"- tiers (cheapest first): {tiers}",
         f"- headline quality: **{report.primary}**; generated {report.generated_at}",
+        f"- call cache: {report.cache_hits} hits saved {report.cache_saved_s:.2f} s of model time ("
+        + ", ".join(f"{p.policy}: {p.cache_hits} / {p.cache_saved_s:.2f} s" for p in report.policies) + ")",
         "",
         "## Policies",
         "",

@@ -110,24 +110,27 @@ class PromptRecorder(BaseCallbackHandler):
             return [call for (n, _), call in self._first_call.items() if n == node]
 
 
-def _verdicts(values: Mapping[str, Any]) -> dict[tuple[str, int], tuple[str, str | None]]:
-    """(item id, attempt number) -> (verdict, reason), from verdict events and the ledger."""
-    found: dict[tuple[str, int], tuple[str, str | None]] = {}
+_Verdict = tuple[str | None, str | None, dict[str, float] | None]
+
+
+def _verdicts(values: Mapping[str, Any]) -> dict[tuple[str, int], _Verdict]:
+    """(item id, attempt number) -> (verdict, reason, signals), from verdict events and the ledger."""
+    found: dict[tuple[str, int], _Verdict] = {}
     for usage in values.get("ledger") or []:
         if usage.get("step") and usage.get("role") != "judge" and usage.get("verdict"):
-            found[(usage["step"], int(usage.get("attempt") or 0))] = (usage["verdict"], usage.get("reason"))
+            found[(usage["step"], int(usage.get("attempt") or 0))] = (usage["verdict"], usage.get("reason"), usage.get("signals"))
     for event in values.get("events") or []:
         if event.get("type") == "verdict" and event.get("item_id"):
-            found[(event["item_id"], int(event.get("attempt") or 0))] = (event["verdict"], event.get("reason"))
+            found[(event["item_id"], int(event.get("attempt") or 0))] = (event["verdict"], event.get("reason"), event.get("signals"))
     return found
 
 
-def _truth(suite: Suite, node: str, value: Any, case: Case[Any, Any]) -> bool | None:
+def _truth(suite: Suite, node: str, value: Any, case: Case[Any, Any], model: str | None) -> bool | None:
     truth = suite.truth_for(node)
     if truth is None:
         return None
     try:
-        return truth.is_correct(value, case)
+        return truth.correct_for(value, case, model)
     except Exception as err:  # a broken truth function must not pass for "unknown" silently
         raise EvaluationError(f"suite '{suite.name}': ground truth for '{node}' raised {type(err).__name__}: {err}") from err
 
@@ -159,7 +162,7 @@ def build_step_traces(
                 # a structured step's schema is not part of its chat transcript.
                 trace.tools = tools if kinds.get(node) == "tool" else None
         number = int(proposal.get("attempt") or 0)
-        verdict, reason = verdicts.get((item_id, number), (None, None))
+        verdict, reason, signals = verdicts.get((item_id, number), (None, None, None))
         value = proposal.get("value")
         trace.attempts.append(
             AttemptTrace(
@@ -170,7 +173,8 @@ def build_step_traces(
                 error=proposal.get("error"),
                 verdict=verdict,  # type: ignore[arg-type]
                 reason=reason,
-                correct=None if proposal.get("tier") is None or proposal.get("error_kind") == "fault" else _truth(suite, node, value, case),
+                signals=signals,
+                correct=None if proposal.get("tier") is None or proposal.get("error_kind") == "fault" else _truth(suite, node, value, case, (proposal.get("usage") or {}).get("model")),
             )
         )
     for item_id, trace in traces.items():

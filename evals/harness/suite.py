@@ -89,6 +89,14 @@ class StepTruth:
     # The step's right answer for a case (a value of its output schema), where the dataset
     # gives one: `tierflow finetune` builds a training set from it.
     answer: Callable[[Case[Any, Any]], Mapping[str, Any]] | None = None
+    # True: `is_correct(candidate, case, model)` also gets the model that proposed the
+    # candidate (recorded traffic is graded by the recorded outcome of that model).
+    model_aware: bool = False
+
+    def correct_for(self, candidate: Any, case: Case[Any, Any], model: str | None) -> bool | None:
+        if self.model_aware:
+            return self.is_correct(candidate, case, model)  # type: ignore[call-arg]
+        return self.is_correct(candidate, case)
 
 
 @dataclass(frozen=True)

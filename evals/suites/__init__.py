@@ -20,6 +20,7 @@ SUITE_MODULES: dict[str, str] = {
     "math_qa": "evals.suites.math_qa",
     "order_agent": "evals.suites.order_agent",
     "function_calling": "evals.suites.function_calling",
+    "recorded": "evals.suites.recorded",
 }
 
 

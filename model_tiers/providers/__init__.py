@@ -52,6 +52,7 @@ def _build_ollama(spec: TierSpec) -> BaseChatModel:
         num_predict=spec.max_output_tokens,
         num_ctx=spec.capabilities.context_window,
         client_kwargs={"timeout": spec.timeout_s},
+        logprobs=spec.logprobs or None,
         **spec.options,
     )
 
@@ -70,6 +71,9 @@ def _build_openai(spec: TierSpec, env: Mapping[str, str]) -> BaseChatModel:
         timeout=spec.timeout_s,
         # Retries are the escalation engine's decision, not the HTTP client's.
         max_retries=0,
+        logprobs=spec.logprobs or None,
+        # llama_cpp.server returns log-probabilities only when top_logprobs is set as well.
+        top_logprobs=1 if spec.logprobs else None,
         **spec.options,
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import (
     AIMessage,
@@ -34,6 +36,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
 from model_tiers.errors import ConfigError, MissingDependency
+from model_tiers.ledger import CONFIDENCE_KEY
+from model_tiers.providers.logprobs import confidence_from_openai_logprobs
 from model_tiers.providers.model_files import MODEL_FILES, check_adapter_file, verified_model_path
 from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name
 
@@ -230,10 +234,20 @@ class EmbeddedEngine:
         # sampling step; the context ends holding prompt + every generated token except the
         # last one when the decode stopped at max_tokens (sampled, never fed back).
         prompt_len: list[int] = []
+        # The model's own log-probability of each token it chose (before the grammar's mask):
+        # a step's scores are kept until the next step shows which token was sampled.
+        chosen: list[tuple[int, float]] = []
+        previous: list[tuple[Any, float]] = []
 
         def note_prompt_length(input_ids: Any, scores: Any) -> Any:
             if not prompt_len:
                 prompt_len.append(len(input_ids))
+            elif previous:
+                logits, normaliser = previous.pop()
+                token = int(input_ids[-1])
+                chosen.append((token, float(logits[token]) - normaliser))
+            top = float(scores.max())
+            previous.append((scores.copy(), top + math.log(float(numpy.exp(scores - top).sum()))))
             return scores
 
         chunks = self._llama.create_chat_completion(
@@ -268,6 +282,10 @@ class EmbeddedEngine:
         if callback_error is not None:
             raise callback_error
         text = "".join(parts)
+        token_logprobs = [
+            {"token": self._llama.detokenize([token]).decode("utf-8", errors="replace"), "logprob": logprob}
+            for token, logprob in chosen
+        ]
         in_context = self._llama.n_tokens + (1 if finish_reason == "length" else 0)
         prompt_tokens = prompt_len[0] if prompt_len else in_context
         completion_tokens = max(0, in_context - prompt_tokens)
@@ -281,6 +299,7 @@ class EmbeddedEngine:
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
                     "finish_reason": finish_reason,
+                    "logprobs": {"content": token_logprobs},
                 }
             ],
             "usage": {
@@ -670,6 +689,10 @@ class EmbeddedChatModel(ToolCallingChatModel):
             content=content,
             tool_calls=tool_calls,
             usage_metadata=usage_metadata,  # type: ignore[arg-type]
-            response_metadata={"model_name": self.model, "finish_reason": choice.get("finish_reason")},
+            response_metadata={
+                "model_name": self.model,
+                "finish_reason": choice.get("finish_reason"),
+                CONFIDENCE_KEY: confidence_from_openai_logprobs(choice.get("logprobs")),
+            },
         )
         return ChatResult(generations=[ChatGeneration(message=message)])

@@ -1,30 +1,37 @@
 """The replay provider: a chat model that answers with recorded outputs of a real model.
 
 A recording is a CSV with one row per question (RouteLLM's GSM8K file: ``prompt`` plus,
-per model, a ``<model>_response`` column). The model finds the row whose question occurs
-in the prompt it is sent (exact text after whitespace normalisation) and answers with
-that model's recorded response, so escalation policies are measured on real model
-behaviour with no model call. A retry returns the same answer: it is a recording.
+per model, a ``<model>_response`` column), or a ``.jsonl`` file of recorded outcomes of
+any ladder of models (the format of model_tiers/providers/recorded.py: one case per line,
+``outcomes`` keyed by model name). The model finds the question that occurs in the prompt
+it is sent (exact text after whitespace normalisation) and answers with that model's
+recorded response, so escalation policies are measured on real model behaviour with no
+model call. A retry returns the same answer: it is a recording.
 
 Tier options (``[tiers.options]`` in a tiers file)::
 
     recording = "routellm_gsm8k/gsm8k_responses_even.csv"  # absolute, or under the datasets dir
-    model = "mistralai/Mixtral-8x7B-Instruct-v0.1"           # response column: "<model>_response"
-    response_column = "..."                                   # optional, overrides the above
-    question_column = "prompt"                                # optional
+    model = "mistralai/Mixtral-8x7B-Instruct-v0.1"           # CSV: "<model>_response"; JSONL: outcomes key
+    response_column = "..."                                   # optional, CSV only, overrides the above
+    question_column = "prompt"                                # optional, CSV only
     fields = { solution = "response", final_answer = "final_number" }
     final_number = "evals.datasets.numbers:extract_final_number"
 
 Structured output (a forced tool call) is filled from ``fields``: each schema field maps
-to a source, ``response`` (the recorded text) or ``final_number`` (the number the
-``final_number`` parser reads out of it, as text; empty when it finds none). The parser
-is named in configuration, not imported here, because model_tiers imports nothing else of
-tierflow. Relative recordings resolve under ``$TIERFLOW_DATASETS`` else
-``<repo>/../shared/datasets`` (the rule of tools/datasets.py, restated for that reason).
+to a source, ``response`` (the recorded text), ``final_number`` (the number the
+``final_number`` parser reads out of it, as text; empty when it finds none) or
+``correct`` (the recorded grade as ``"true"``/``"false"``; empty when not recorded: a CSV
+grades in the column named after the model). The parser is named in configuration, not
+imported here, because model_tiers imports nothing else of tierflow. Relative recordings
+resolve under ``$TIERFLOW_DATASETS`` else ``<repo>/../shared/datasets`` (the rule of
+tools/datasets.py, restated for that reason).
 
-The file holds no token counts, so usage is estimated: ``estimate_tokens`` (4 characters
+A CSV holds no token counts, so usage is estimated: ``estimate_tokens`` (4 characters
 per token, the ledger's rule) of the prompt actually sent, and of the recorded response
-(what the real model generated, without the JSON wrapper of a tool call).
+(what the real model generated, without the JSON wrapper of a tool call). A JSONL outcome's
+``input_tokens``/``output_tokens`` are used when recorded (``tokens_estimated`` False);
+its ``confidence`` goes to ``response_metadata[CONFIDENCE_KEY]`` and its ``latency_s`` to
+``response_metadata["replay_latency_s"]``.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -46,9 +53,12 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
 from model_tiers.errors import ConfigError
-from model_tiers.ledger import estimate_tokens
+from model_tiers.ledger import CONFIDENCE_KEY, estimate_tokens
 from model_tiers.spec import TierConfig
 from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
+
+if TYPE_CHECKING:  # recorded.py imports this module; ReplayChatModel imports it on first use
+    from model_tiers.providers.recorded import RecordedFile
 
 __all__ = [
     "replayed_from",
@@ -57,13 +67,14 @@ __all__ = [
     "RecordingMiss",
     "FIELD_SOURCES",
     "load_recording",
+    "match_question",
     "normalize_question",
     "replay_model_from_options",
     "resolve_recording_path",
 ]
 
 DATASETS_ENV_VAR = "TIERFLOW_DATASETS"
-FIELD_SOURCES = ("response", "final_number")
+FIELD_SOURCES = ("response", "final_number", "correct")
 _FENCED = re.compile(r"<<<\s*(.*?)\s*>>>", re.S)
 _KNOWN_OPTIONS = {"recording", "model", "response_column", "question_column", "fields", "final_number"}
 # model_tiers/providers/replay.py -> parents[2] is the repository root.
@@ -95,28 +106,36 @@ class Recording:
 
     def row_for(self, messages: Sequence[BaseMessage]) -> int:
         """The row whose question the human messages contain; raises `RecordingMiss`."""
-        texts = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
-        for text in texts:
-            for candidate in (*_FENCED.findall(text), text):
-                row = self.index.get(normalize_question(candidate))
-                if row is not None:
-                    return row
-        # Slow path: the question is embedded in a prompt without a fence.
-        best: tuple[int, int] | None = None
-        for text in texts:
-            haystack = normalize_question(text)
-            for question, row in self.index.items():
-                if question and question in haystack and (best is None or len(question) > best[0]):
-                    best = (len(question), row)
-        if best is not None:
-            return best[1]
-        asked = normalize_question(texts[0] if texts else "")[:160]
-        raise RecordingMiss(
-            f"no recorded answer for the question {asked!r}: the replay recording has {len(self.rows)} "
-            f"questions and this is not one of them; replay only the questions of that file, or "
-            f"use a live tier for other input",
-            source=str(self.path),
-        )
+        return match_question(self.index, messages, count=len(self.rows), source=str(self.path))
+
+
+def match_question(index: Mapping[str, int], messages: Sequence[BaseMessage], *, count: int, source: str) -> int:
+    """The entry of `index` (normalised question -> number) whose question the human
+    messages ask: a ``<<< >>>`` fenced block or a whole message first, else the longest
+    question contained in a message. Raises `RecordingMiss` naming `source`; shared by
+    the CSV and the JSONL recordings so both match prompts the same way."""
+    texts = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
+    for text in texts:
+        for candidate in (*_FENCED.findall(text), text):
+            row = index.get(normalize_question(candidate))
+            if row is not None:
+                return row
+    # Slow path: the question is embedded in a prompt without a fence.
+    best: tuple[int, int] | None = None
+    for text in texts:
+        haystack = normalize_question(text)
+        for question, row in index.items():
+            if question and question in haystack and (best is None or len(question) > best[0]):
+                best = (len(question), row)
+    if best is not None:
+        return best[1]
+    asked = normalize_question(texts[0] if texts else "")[:160]
+    raise RecordingMiss(
+        f"no recorded answer for the question {asked!r}: the replay recording has {count} "
+        f"questions and this is not one of them; replay only the questions of that file, or "
+        f"use a live tier for other input",
+        source=source,
+    )
 
 
 _RECORDINGS: dict[tuple[str, int, int, str], Recording] = {}
@@ -192,6 +211,24 @@ def _number_text(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+@dataclass(frozen=True)
+class _Replayed:
+    """One recorded answer, from a CSV row or a JSONL case; None = not recorded."""
+
+    number: int  # the CSV row, or the JSONL case's number in the file
+    text: str
+    correct: bool | None
+    case_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    confidence: float | None = None
+    latency_s: float | None = None
+
+
+def _is_jsonl(path: str | Path) -> bool:
+    return str(path).lower().endswith(".jsonl")
+
+
 class ReplayChatModel(ToolCallingChatModel):
     """Answers with a recorded model's response to the question found in the prompt."""
 
@@ -200,11 +237,12 @@ class ReplayChatModel(ToolCallingChatModel):
     tier: str
     model: str
     recording_path: Path
-    response_column: str
+    response_column: str  # CSV only; a JSONL recording is keyed by `model`
     question_column: str = "prompt"
     fields: dict[str, str] = {"solution": "response", "final_answer": "final_number"}
     final_number: Callable[[str], float | None] | None = None
     _recording: Recording | None = PrivateAttr(default=None)
+    _recorded: RecordedFile | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
@@ -212,7 +250,9 @@ class ReplayChatModel(ToolCallingChatModel):
         return "tierflow-replay"
 
     def recording(self) -> Recording:
-        """The indexed recording, loaded on first use (shared by every tier of the file)."""
+        """The indexed CSV recording, loaded on first use (shared by every tier of the file)."""
+        if _is_jsonl(self.recording_path):
+            raise ConfigError(f"tier '{self.tier}': {self.recording_path.name} is a JSONL recording; use recorded()")
         with self._lock:
             if self._recording is None:
                 recording = load_recording(self.recording_path, self.question_column)
@@ -225,13 +265,45 @@ class ReplayChatModel(ToolCallingChatModel):
                 self._recording = recording
             return self._recording
 
-    def recorded_response(self, messages: Sequence[BaseMessage]) -> tuple[int, str]:
-        """(row number, recorded response) for the question in `messages`."""
+    def recorded(self) -> RecordedFile:
+        """The JSONL recording (model_tiers.providers.recorded), loaded on first use."""
+        from model_tiers.providers.recorded import load_recorded  # recorded.py imports this module
+
+        with self._lock:
+            if self._recorded is None:
+                recorded = load_recorded(self.recording_path)
+                if self.model not in recorded.models:
+                    raise ConfigError(
+                        f"tier '{self.tier}': no case of the recording has an outcome of the model "
+                        f"{self.model!r}; models there: {list(recorded.models)} (set options.model to one)",
+                        source=str(self.recording_path),
+                    )
+                self._recorded = recorded
+            return self._recorded
+
+    def _replayed(self, messages: Sequence[BaseMessage]) -> _Replayed:
+        if _is_jsonl(self.recording_path):
+            recorded = self.recorded()
+            number = recorded.case_for(messages)
+            outcome = recorded.outcome(number, self.model)
+            return _Replayed(
+                number=number, text=outcome.answer or "", correct=outcome.correct, case_id=recorded.cases[number].id,
+                input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+                confidence=outcome.confidence, latency_s=outcome.latency_s,
+            )
         recording = self.recording()
         row = recording.row_for(messages)
-        return row, recording.rows[row][self.response_column] or ""
+        record = recording.rows[row]
+        # RouteLLM's CSVs grade each model in a column named after it ("True"/"False").
+        correct = {"True": True, "False": False}.get(record.get(self.model) or "")
+        return _Replayed(number=row, text=record[self.response_column] or "", correct=correct)
 
-    def _field_values(self, target: str, tools: Sequence[dict[str, Any]], response: str) -> dict[str, Any]:
+    def recorded_response(self, messages: Sequence[BaseMessage]) -> tuple[int, str]:
+        """(row or case number, recorded response) for the question in `messages`."""
+        replayed = self._replayed(messages)
+        return replayed.number, replayed.text
+
+    def _field_values(self, target: str, tools: Sequence[dict[str, Any]], replayed: _Replayed) -> dict[str, Any]:
         tool = next((t for t in tools if t["function"]["name"] == target), None)
         parameters = (tool or {}).get("function", {}).get("parameters", {})
         properties = parameters.get("properties", {})
@@ -247,10 +319,12 @@ class ReplayChatModel(ToolCallingChatModel):
                     )
                 continue
             if source == "response":
-                values[name] = response
+                values[name] = replayed.text
+            elif source == "correct":
+                values[name] = "" if replayed.correct is None else str(replayed.correct).lower()
             else:
                 assert self.final_number is not None  # checked when the model is built
-                values[name] = _number_text(self.final_number(response))
+                values[name] = _number_text(self.final_number(replayed.text))
         return values
 
     def _generate(
@@ -263,29 +337,37 @@ class ReplayChatModel(ToolCallingChatModel):
         tool_choice: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        row, response = self.recorded_response(messages)
+        replayed = self._replayed(messages)
         tools = list(tools or [])
         target = forced_tool_name(tools, tool_choice) if tools else None
         if target is not None:
-            message = AIMessage(
-                content="",
-                tool_calls=[{"name": target, "args": self._field_values(target, tools, response), "id": f"replay_{row}"}],
-            )
+            args = self._field_values(target, tools, replayed)
+            message = AIMessage(content="", tool_calls=[{"name": target, "args": args, "id": f"replay_{replayed.number}"}])
         else:
-            message = AIMessage(content=response)
-        input_tokens = estimate_tokens(messages_as_text(messages))
-        output_tokens = estimate_tokens(response)
+            message = AIMessage(content=replayed.text)
+        # Recorded counts are what the real model was billed for; without them, estimate.
+        estimated = replayed.input_tokens is None or replayed.output_tokens is None
+        input_tokens = replayed.input_tokens
+        if input_tokens is None:
+            input_tokens = estimate_tokens(messages_as_text(messages))
+        output_tokens = replayed.output_tokens
+        if output_tokens is None:
+            output_tokens = estimate_tokens(replayed.text)
         message.usage_metadata = {
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "total_tokens": input_tokens + output_tokens,
         }
-        message.response_metadata = {
-            "model_name": self.model,
-            "replay_row": row,
-            "tokens_estimated": True,
-            "token_estimate": "4 characters per token (model_tiers.ledger.estimate_tokens)",
-        }
+        metadata: dict[str, Any] = {"model_name": self.model, "replay_row": replayed.number, "tokens_estimated": estimated}
+        if estimated:
+            metadata["token_estimate"] = "4 characters per token (model_tiers.ledger.estimate_tokens)"
+        if replayed.case_id is not None:
+            metadata["replay_case"] = replayed.case_id
+        if replayed.confidence is not None:
+            metadata[CONFIDENCE_KEY] = replayed.confidence
+        if replayed.latency_s is not None:
+            metadata["replay_latency_s"] = replayed.latency_s
+        message.response_metadata = metadata
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
@@ -308,10 +390,20 @@ def replay_model_from_options(tier: str, options: Mapping[str, Any], env: Mappin
     if unknown:
         raise ConfigError(f"tier '{tier}': unknown replay options {sorted(unknown)}; allowed: {sorted(_KNOWN_OPTIONS)}")
     if not options.get("recording"):
-        raise ConfigError(f"tier '{tier}' is a replay tier but has no options.recording (the recorded CSV)")
+        raise ConfigError(f"tier '{tier}' is a replay tier but has no options.recording (the recorded CSV or JSONL file)")
     model = str(options.get("model") or "")
-    response_column = str(options.get("response_column") or (f"{model}_response" if model else ""))
-    if not response_column:
+    jsonl = _is_jsonl(str(options["recording"]))
+    if jsonl:
+        csv_only = sorted(key for key in ("response_column", "question_column") if options.get(key))
+        if csv_only:
+            raise ConfigError(
+                f"tier '{tier}': options {csv_only} apply to CSV recordings; a JSONL recording is "
+                "keyed by options.model (a model name in its outcomes)"
+            )
+        if not model:
+            raise ConfigError(f"tier '{tier}': set options.model, the model of the JSONL recording's outcomes to replay")
+    response_column = "" if jsonl else str(options.get("response_column") or (f"{model}_response" if model else ""))
+    if not response_column and not jsonl:
         raise ConfigError(f"tier '{tier}': set options.model (the recorded model) or options.response_column")
     fields = dict(options.get("fields") or {"solution": "response", "final_answer": "final_number"})
     bad = {name: source for name, source in fields.items() if source not in FIELD_SOURCES}

@@ -49,6 +49,8 @@ def _assert_real_usage(registry: TierRegistry, usage: Any) -> None:
     assert not usage.tokens_estimated
     assert usage.input_tokens > 0 and 0 < usage.output_tokens <= spec.max_output_tokens
     assert usage.cost_usd == pytest.approx(spec.cost(usage.input_tokens, usage.output_tokens))
+    # The model's own probability of the least likely value token it chose.
+    assert usage.confidence is not None and 0.0 < usage.confidence <= 1.0
 
 
 def test_structured_output_is_schema_valid(registry: TierRegistry) -> None:

@@ -79,6 +79,8 @@ def test_structured_output(
     )
     assert isinstance(reply.value, TicketTriage)
     _assert_reported_usage(reply.usage)
+    if method == "json_schema":  # the JSON text is the message: its value tokens are judged
+        assert reply.usage.confidence is not None and 0.0 < reply.usage.confidence <= 1.0
 
 
 def test_tool_call(registry: TierRegistry) -> None:
@@ -99,6 +101,8 @@ def test_plain_text_after_a_tool_result(registry: TierRegistry) -> None:
     reply = registry.call("local", conversation)
     assert isinstance(reply.value, str) and reply.value.strip()
     _assert_reported_usage(reply.usage)
+    # ChatOllama asks for `logprobs` (the tier's default) and keeps them: the confidence.
+    assert reply.usage.confidence is not None and 0.0 < reply.usage.confidence <= 1.0
 
 
 def test_streaming(registry: TierRegistry) -> None:

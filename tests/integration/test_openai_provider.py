@@ -71,6 +71,9 @@ def test_named_tool_call(registry: TierRegistry) -> None:
 
 def test_plain_text(registry: TierRegistry) -> None:
     reply = registry.call("remote", [HumanMessage("Say hello to the customer in one short sentence.")])
+    # llama_cpp.server returns `logprobs` when asked (the tier's default): the text's
+    # geometric-mean token probability.
+    assert reply.usage.confidence is not None and 0.0 < reply.usage.confidence <= 1.0
     assert isinstance(reply.value, str) and reply.value.strip()
     _assert_reported_usage(reply.usage)
 

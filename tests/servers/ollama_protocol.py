@@ -132,6 +132,9 @@ class ChatRequest(_Lenient):
     format: Literal["", "json"] | dict[str, Any] | None = None
     options: ChatOptions = Field(default_factory=ChatOptions)
     stream: bool = True
+    # Ollama >= 0.12: the chosen tokens' log-probabilities, in the final chunk here.
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 class ShowRequest(_Lenient):
@@ -251,6 +254,12 @@ def _decode_in_thread(
     elapsed = time.perf_counter_ns() - started
     event = _Event("done", completion=completion, first_token_ns=first[0] if first else elapsed, elapsed_ns=elapsed)
     loop.call_soon_threadsafe(queue.put_nowait, event)
+
+
+def _logprobs(done: _Event) -> list[dict[str, Any]]:
+    """Ollama's `logprobs`: one {token, logprob} per generated token."""
+    choice = (done.completion or {}).get("choices", [{}])[0]
+    return [{"token": t["token"], "logprob": t["logprob"]} for t in (choice.get("logprobs") or {}).get("content") or []]
 
 
 def _stats(done: _Event) -> dict[str, Any]:
@@ -389,14 +398,15 @@ def create_app(
             if event.kind == "error":
                 return _error(500, event.text)
             text = (event.completion or {})["choices"][0]["message"]["content"]
-            return JSONResponse({**head, "message": _reply_message(plan, text), **_stats(event)})
-        return StreamingResponse(_ndjson(plan, head, first, queue), media_type="application/x-ndjson")
+            extra = {"logprobs": _logprobs(event)} if parsed.logprobs or parsed.top_logprobs else {}
+            return JSONResponse({**head, "message": _reply_message(plan, text), **_stats(event), **extra})
+        return StreamingResponse(_ndjson(plan, head, first, queue, bool(parsed.logprobs or parsed.top_logprobs)), media_type="application/x-ndjson")
 
     return app
 
 
 async def _ndjson(
-    plan: _Decode, head: dict[str, Any], first: _Event, queue: asyncio.Queue[_Event]
+    plan: _Decode, head: dict[str, Any], first: _Event, queue: asyncio.Queue[_Event], logprobs: bool = False
 ) -> AsyncIterator[bytes]:
     """The NDJSON stream: text chunks (or one tool-call chunk), then the final `done` chunk."""
 
@@ -416,6 +426,8 @@ async def _ndjson(
         text = (event.completion or {})["choices"][0]["message"]["content"]
         yield line({**head, "created_at": _now(), "message": _reply_message(plan, text), "done": False})
     final = {**head, "created_at": _now(), "message": {"role": "assistant", "content": ""}, **_stats(event)}
+    if logprobs:
+        final["logprobs"] = _logprobs(event)
     yield line(final)
 
 

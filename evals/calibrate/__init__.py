@@ -1,0 +1,1 @@
+"""`tierflow calibrate`: calibrated escalation learnt from eval runs."""
