@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,6 +34,7 @@ __all__ = [
     "load_bfcl",
 ]
 
+_ItemT = TypeVar("_ItemT", bound=BaseModel)
 _FILE_NAME = re.compile(r"^BFCL_v\d+_(?P<category>.+?)\.jsonl?$")
 
 
@@ -173,34 +174,25 @@ def _messages(path: Path, line: int, question: Any) -> list[ChatMessage]:
             f"question has {len(question)} turns; only single-turn BFCL categories are supported",
             row=line,
         )
-    messages: list[ChatMessage] = []
-    for index, message in enumerate(question[0]):
+    return _each(path, line, question[0], ChatMessage, "question[0]", "each message must be {role, content} strings")
+
+
+def _each(path: Path, line: int, items: list[Any], model: type[_ItemT], where: str, rule: str) -> list[_ItemT]:
+    """Every item validated as `model`; the first that is not is a format error naming the
+    file and line (pydantic's own error names neither)."""
+    validated: list[_ItemT] = []
+    for index, item in enumerate(items):
         try:
-            messages.append(ChatMessage.model_validate(message))
+            validated.append(model.model_validate(item))
         except ValidationError as err:
-            # pydantic's error names neither the file nor the line; the format error does
-            raise DatasetFormatError(
-                path,
-                f"question[0][{index}]: each message must be {{role, content}} strings ({_first_problem(err)})",
-                row=line,
-            ) from err
-    return messages
+            raise DatasetFormatError(path, f"{where}[{index}]: {rule} ({_first_problem(err)})", row=line) from err
+    return validated
 
 
 def _functions(path: Path, line: int, docs: Any) -> list[FunctionDoc]:
     if not isinstance(docs, list):
         raise DatasetFormatError(path, "function must be a list of function docs", row=line)
-    functions: list[FunctionDoc] = []
-    for index, doc in enumerate(docs):
-        try:
-            functions.append(FunctionDoc.model_validate(doc))
-        except ValidationError as err:
-            raise DatasetFormatError(
-                path,
-                f"function[{index}]: each function doc must be {{name, description?, parameters?}} ({_first_problem(err)})",
-                row=line,
-            ) from err
-    return functions
+    return _each(path, line, docs, FunctionDoc, "function", "each function doc must be {name, description?, parameters?}")
 
 
 def _expected_calls(path: Path, line: int, ground_truth: Any) -> list[ExpectedCall]:

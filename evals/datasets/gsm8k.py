@@ -20,6 +20,7 @@ from ._files import existing_file, file_stem, read_csv_rows, read_jsonl
 from .numbers import extract_final_number
 
 __all__ = [
+    "contaminated_prompts",
     "ROUTELLM_WEAK_MODEL",
     "ROUTELLM_STRONG_MODEL",
     "RecordedAnswer",
@@ -77,7 +78,8 @@ def _reference(*answers: RecordedAnswer) -> float | None:
     return None
 
 
-def _contaminated_prompts(path: Path) -> set[str]:
+def contaminated_prompts(path: Path) -> set[str]:
+    """The `eval_prompt`s of a RouteLLM contaminated_prompts.jsonl (rows RouteLLM drops)."""
     prompts: set[str] = set()
     for line, record in read_jsonl(path):
         if not isinstance(record, dict) or not isinstance(record.get("eval_prompt"), str):
@@ -122,7 +124,7 @@ def load_routellm_gsm8k(
         elif csv_path.with_name("contaminated_prompts.jsonl").is_file():
             contaminated_file = csv_path.with_name("contaminated_prompts.jsonl")
         if contaminated_file is not None:
-            contaminated = _contaminated_prompts(contaminated_file)
+            contaminated = contaminated_prompts(contaminated_file)
 
     stem = file_stem(csv_path)
     cases: list[MathCase] = []

@@ -37,8 +37,8 @@ from typing import NoReturn
 from model_tiers.errors import ConfigError, TierflowError
 from model_tiers.providers.recorded import RecordedCase, RecordedOutcome, write_recorded
 
-from ._files import read_jsonl
 from .cases import DatasetFormatError
+from .gsm8k import contaminated_prompts
 from .numbers import extract_final_number
 
 __all__ = ["LAYOUTS", "convert_routellm_gsm8k", "convert_routellm_mmlu", "summary_line", "main"]
@@ -103,12 +103,7 @@ def _contaminated(path: Path | None, source: Path) -> set[str]:
             return set()
     elif not path.is_file():
         raise ConfigError(f"contaminated prompts file not found at {path}")
-    prompts: set[str] = set()
-    for line, record in read_jsonl(path):
-        if not isinstance(record, dict) or not isinstance(record.get("eval_prompt"), str):
-            raise DatasetFormatError(path, "each line must carry an eval_prompt string", row=line)
-        prompts.add(record["eval_prompt"])
-    return prompts
+    return contaminated_prompts(path)
 
 
 def _case(
