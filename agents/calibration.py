@@ -31,6 +31,7 @@ from model_tiers import ConfigError
 __all__ = [
     "ARTIFACT_FORMAT",
     "TextFeatures",
+    "DenseEmbedding",
     "Calibrator",
     "ProbabilityModel",
     "Ensemble",
@@ -40,6 +41,7 @@ __all__ = [
     "CalibrationArtifact",
     "load_calibration",
     "hashed_text",
+    "embedded_text",
     "answer_text",
 ]
 
@@ -56,6 +58,21 @@ class TextFeatures(_Frozen):
     n_features: int = Field(ge=1)
     ngram_max: int = Field(default=2, ge=1, le=3)
     weight: float = 1.0
+
+
+class DenseEmbedding(_Frozen):
+    """The input's wordllama sentence embedding (tools/embeddings.py: offline, unit norm)."""
+
+    config: str
+    dim: int = Field(ge=1)
+    weight: float = 1.0
+
+
+def embedded_text(texts: list[str], spec: DenseEmbedding) -> Any:
+    """The texts' dense embeddings (a numpy array, one row per text), times `spec.weight`."""
+    from tools.embeddings import embed
+
+    return embed(texts, config=spec.config, dim=spec.dim) * spec.weight
 
 
 @lru_cache(maxsize=8)
@@ -114,11 +131,14 @@ class ProbabilityModel(_Frozen):
     text: TextFeatures | None = None
     # The answer's own words (`answer_text`): a post-call check may read them, a router not.
     answer: TextFeatures | None = None
+    # The input's sentence embedding: its meaning, where the hashed words see only its words.
+    embedding: DenseEmbedding | None = None
     calibrator: Calibrator
 
     @property
     def width(self) -> int:
-        return len(self.signals) + (self.text.n_features if self.text else 0) + (self.answer.n_features if self.answer else 0)
+        blocks = (self.text.n_features if self.text else 0) + (self.answer.n_features if self.answer else 0)
+        return len(self.signals) + blocks + (self.embedding.dim if self.embedding else 0)
 
     @model_validator(mode="after")
     def _shape(self) -> "ProbabilityModel":
@@ -149,6 +169,9 @@ class ProbabilityModel(_Frozen):
             hashed = hashed_text([words], spec)
             total += sum(self.coef[offset + int(j)] * float(v) for j, v in zip(hashed.indices, hashed.data, strict=True))
             offset += spec.n_features
+        if self.embedding is not None:
+            vector = embedded_text([text], self.embedding)[0]
+            total += sum(c * float(v) for c, v in zip(self.coef[offset : offset + self.embedding.dim], vector, strict=True))
         return total
 
     def probability(self, signals: Mapping[str, float], text: str, answer: str = "") -> float:

@@ -51,7 +51,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         min_cases=args.min_cases,
         router=not args.no_router,
-        fit=FitSettings(seed=args.seed),
+        strict=args.strict,
+        fit=FitSettings(seed=args.seed, embedding=not args.no_embedding),
     )
     run = calibrate_run(run_dir, options)
     for line in summary_lines(run):
@@ -81,6 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--holdout", type=_holdout, default=0.0, help="share of cases kept out of the fit, to report the artifact on (default 0)")
     p.add_argument("--min-cases", type=int, default=40, help="fewest answers a model is fitted on (default 40)")
     p.add_argument("--no-router", action="store_true", help="fit no router (only the calibrated check)")
+    p.add_argument("--strict", action="store_true", help="also meet the target on the observed outcomes, not only in expectation (a margin, at a cost)")
+    p.add_argument("--no-embedding", action="store_true", help="hashed words only: no wordllama sentence embedding of the input")
     p.add_argument("--seed", type=int, default=0, help="folds, bootstrap and holdout seed (default 0)")
     p.add_argument("--out", help="artifact path (default RUN_DIR/calibration.json)")
     p.add_argument("--report", help="report folder (default: next to the artifact, <name>_report/)")

@@ -34,6 +34,8 @@ class CalibrateOptions:
     min_cases: int = 40
     min_class: int = 8
     router: bool = True
+    # Also meet the target on the out-of-fold outcomes (a margin; see choose.choose).
+    strict: bool = False
     bootstrap_rounds: int = 300
     fit: FitSettings = FitSettings()
 
@@ -113,7 +115,7 @@ def _calibrate_step(table: StepTable, options: CalibrateOptions) -> StepResult:
         p_right[np.flatnonzero(outcomes.passed)] = check_fit.oof
     p_fail = router_fit.oof if router_fit is not None else None
     result.baseline = evaluate(outcomes, None, None, None, None)
-    chosen = choose(outcomes, p_right if check_fit is not None else None, p_fail, options.target)
+    chosen = choose(outcomes, p_right if check_fit is not None else None, p_fail, options.target, strict=options.strict)
     if check_fit is not None:
         result.check_curve = curve(outcomes, p_right, router=False)
         result.reliability = reliability_bins(check_fit.oof, outcomes.cheap_correct[outcomes.passed])
@@ -136,7 +138,8 @@ def _calibrate_step(table: StepTable, options: CalibrateOptions) -> StepResult:
     result.chosen = chosen
     figures["chosen"] = _setting_figures(chosen)
     figures["interval_95"] = bootstrap(
-        outcomes, p_right if check_fit is not None else None, p_fail, chosen, options.target, rounds=options.bootstrap_rounds, seed=options.fit.seed
+        outcomes, p_right if check_fit is not None else None, p_fail, chosen, options.target,
+        rounds=options.bootstrap_rounds, seed=options.fit.seed, strict=options.strict,
     )
     check = None
     if check_fit is not None and chosen.escalate_below is not None and chosen.escalate_below > 0:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.calibration import Calibrator, Ensemble, ProbabilityModel, TextFeatures, hashed_text
+from agents.calibration import Calibrator, DenseEmbedding, Ensemble, ProbabilityModel, TextFeatures, embedded_text, hashed_text
 from agents.signals import SIZE_SIGNALS
+from tools.embeddings import DEFAULT_CONFIG, DEFAULT_DIM
 
 __all__ = ["FitSettings", "Fitted", "fit_probability", "predict", "expected_calibration_error", "reliability_bins"]
 
@@ -37,6 +38,8 @@ class FitSettings:
     seed: int = 0
     # Isotonic calibration needs this many of each class; below it, Platt scaling.
     isotonic_min_class: int = 60
+    # Add the input's wordllama sentence embedding to its hashed words.
+    embedding: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ def _design(model: ProbabilityModel, signals: Sequence[Mapping[str, float]], tex
         blocks.append(hashed_text(list(texts), model.text))
     if model.answer is not None:
         blocks.append(hashed_text(list(answers or [""] * len(signals)), model.answer))
+    if model.embedding is not None:
+        blocks.append(sparse.csr_matrix(embedded_text(list(texts), model.embedding)))
     return sparse.hstack(blocks, format="csr")
 
 
@@ -77,11 +82,13 @@ def _shell(names: Sequence[str], signals: Sequence[Mapping[str, float]], setting
     kept, means, scales = _standardiser(signals, names)
     text = TextFeatures(n_features=settings.text_features, weight=settings.text_weight) if use_text else None
     answer = TextFeatures(n_features=settings.text_features, weight=settings.text_weight) if use_answer else None
+    embedding = DenseEmbedding(config=DEFAULT_CONFIG, dim=DEFAULT_DIM) if use_text and settings.embedding else None
     shell = ProbabilityModel(
         signals=kept, means=means, scales=scales, coef=[0.0] * len(kept), intercept=0.0,
         calibrator=Calibrator(method="sigmoid", a=-1.0, b=0.0),
     )
-    return shell.model_copy(update={"text": text, "answer": answer, "coef": [0.0] * (len(kept) + sum(t.n_features for t in (text, answer) if t))})
+    width = len(kept) + sum(t.n_features for t in (text, answer) if t) + (embedding.dim if embedding else 0)
+    return shell.model_copy(update={"text": text, "answer": answer, "embedding": embedding, "coef": [0.0] * width})
 
 
 def _logistic(c: float, seed: int) -> object:

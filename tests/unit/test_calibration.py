@@ -184,3 +184,12 @@ def test_the_answer_words_feed_the_check_and_are_served_the_same() -> None:
     batch = predict(with_answers.model, [samples[0].signals], [samples[0].text], [answers[0]])
     assert math.isclose(served, float(batch[0]), abs_tol=1e-9)
     assert answer_text({"solution": "2 + 2 = 4", "final_answer": "4", "n": [1, None]}) == "2 + 2 = 4 4 1 "
+
+
+def test_strict_choice_also_meets_the_target_on_outcomes_and_costs_no_less() -> None:
+    table = StepTable(step="solve", tier="slm", samples=_samples(400, seed=9))
+    plain = _calibrate_step(table, CalibrateOptions(bootstrap_rounds=10))
+    strict = _calibrate_step(table, CalibrateOptions(bootstrap_rounds=10, strict=True))
+    assert plain.chosen is not None and strict.chosen is not None
+    assert strict.chosen.quality_ratio >= 0.95 - 1e-9 and (strict.chosen.expected_ratio or 0) >= 0.95 - 1e-9
+    assert strict.chosen.cost >= plain.chosen.cost - 1e-12
