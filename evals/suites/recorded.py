@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from evals.datasets.cases import Case, Dataset, DatasetFormatError, DatasetSource
+from evals.datasets.cases import Case, Dataset, DatasetSource
 from evals.evaluators.base import EvaluationResult, verdict
 from evals.harness.suite import GraphOutcome, StepTruth, Suite
 from graphs.recorded import request_for
@@ -50,10 +50,8 @@ class RecordedExpected(BaseModel):
 def load_recorded_cases(path: Path | None, limit: int | None, seed: int) -> Dataset[RecordedInputs, RecordedExpected]:
     if path is None:
         raise ConfigError("the recorded suite has no default dataset: pass --dataset FILE.jsonl (recorded outcomes)")
-    try:
-        recorded = read_recorded(path)
-    except ConfigError as err:
-        raise DatasetFormatError(path, str(err)) from None
+    # An unreadable file, or one with no valid line, is a ConfigError naming the file.
+    recorded = read_recorded(path)
     cases: list[Case[RecordedInputs, RecordedExpected]] = []
     dropped = 0
     for case in recorded.cases:
