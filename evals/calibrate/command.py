@@ -18,6 +18,8 @@ from evals.calibrate.choose import Setting, bootstrap, choose, curve, evaluate, 
 from evals.calibrate.fit import FitSettings, Fitted, expected_calibration_error, fit_probability, predict, reliability_bins
 from evals.calibrate.table import StepSample, StepTable, load_tables, split_cases
 from evals.harness.records import utc_now
+from model_tiers import ConfigError
+from tools.datasets import datasets_dir
 
 __all__ = ["CalibrateOptions", "StepResult", "CalibrationRun", "calibrate_run", "ROUTER_SIGNALS"]
 
@@ -175,6 +177,18 @@ def _held_out(held: list[StepSample], check: CalibratedCheck | None, router: Rou
     return out
 
 
+def _portable(dataset: str) -> str:
+    """The dataset as a path under the datasets folder when it lies there, else its file name
+    (a split suffix such as ``#val`` is kept)."""
+    path, _, split = dataset.partition("#")
+    try:
+        root = datasets_dir()
+        shown = Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except (ConfigError, ValueError, OSError):
+        shown = Path(path).name
+    return f"{shown}#{split}" if split else shown
+
+
 def calibrate_run(run_dir: str | Path, options: CalibrateOptions) -> CalibrationRun:
     """Calibrate every step of an eval run folder (see the module docstring)."""
     tables = load_tables(run_dir, options.reference, options.cheap_policy)
@@ -186,10 +200,11 @@ def calibrate_run(run_dir: str | Path, options: CalibrateOptions) -> Calibration
         version=hashlib.sha256(body.encode()).hexdigest()[:12],
         graph=tables.manifest.graph,
         created_at=utc_now(),
+        # Names, not machine paths: the artifact travels with a repository.
         source={
-            "run_dir": str(Path(run_dir).resolve()),
+            "run": Path(run_dir).resolve().name,
             "suite": tables.manifest.suite,
-            "dataset": tables.manifest.dataset,
+            "dataset": _portable(tables.manifest.dataset),
             "cheap_policy": tables.cheap_policy,
             "holdout": options.holdout,
             "seed": options.fit.seed,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ValidationError
 
 from evals.datasets.cases import DatasetFormatError
+from tools.datasets import dataset_file
 from evals.datasets.recorded_convert import convert_routellm_gsm8k, convert_routellm_mmlu, main
 from model_tiers import ConfigError, TierRegistry, config_from_mapping, estimate_tokens
 from model_tiers.ledger import CONFIDENCE_KEY
@@ -311,9 +311,8 @@ def test_gsm8k_layout_needs_response_columns(tmp_path: Path) -> None:
 
 
 def test_the_real_routellm_gsm8k_even_half_converts_to_660_cases(tmp_path: Path) -> None:
-    source = Path(os.environ.get("TIERFLOW_DATASETS") or "/work/shared/datasets") / "routellm_gsm8k" / "gsm8k_responses_even.csv"
-    if not source.is_file():
-        pytest.skip(f"{source} is not present")
+    # $TIERFLOW_DATASETS, else ../shared/datasets beside the repository (tools/datasets.py).
+    source = dataset_file("routellm_gsm8k", "gsm8k_responses_even.csv")
     out = tmp_path / "gsm8k_even.jsonl"
     assert main(["routellm-gsm8k", str(source), str(out)]) == 0
     file = read_recorded(out)
