@@ -30,11 +30,11 @@ test: setup
 
 # Figures print as tables; each module's docstring says what it measures.
 bench: setup
-	$(PY) -m evals.bench.embedded
-	$(PY) -m evals.bench.openmp
-	$(PY) -m evals.bench.triage_messages
-	$(PY) -m evals.bench.checkpoint_growth
-	$(PY) -m evals.bench.finetune
+	$(PY) -m tierflow.evals.bench.embedded
+	$(PY) -m tierflow.evals.bench.openmp
+	$(PY) -m tierflow.evals.bench.triage_messages
+	$(PY) -m tierflow.evals.bench.checkpoint_growth
+	$(PY) -m tierflow.evals.bench.finetune
 
 doctor: setup
 	$(VENV)/bin/tierflow doctor

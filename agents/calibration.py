@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agents.signals import SIZE_SIGNALS
-from model_tiers import ConfigError
+from tierflow.agents.signals import SIZE_SIGNALS
+from tierflow.model_tiers import ConfigError
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -70,7 +70,7 @@ class DenseEmbedding(_Frozen):
 
 def embedded_text(texts: list[str], spec: DenseEmbedding) -> Any:
     """The texts' dense embeddings (a numpy array, one row per text), times `spec.weight`."""
-    from tools.embeddings import embed
+    from tierflow.tools.embeddings import embed
 
     return embed(texts, config=spec.config, dim=spec.dim) * spec.weight
 

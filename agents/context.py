@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.spec import StepNeeds
-from agents.spec import PlanItem, StepInput, StepKind, StepSpec, ToolBox
-from model_tiers import TierRegistry, estimate_tokens, redact_value
+from tierflow.agents.spec import StepNeeds
+from tierflow.agents.spec import PlanItem, StepInput, StepKind, StepSpec, ToolBox
+from tierflow.model_tiers import TierRegistry, estimate_tokens, redact_value
 
 __all__ = [
     "RESET",

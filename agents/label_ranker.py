@@ -34,7 +34,7 @@ class LabelRanker:
     def _label_vectors(self) -> Any:
         # Embedded on first use, so building a graph loads no embedding model.
         if self._vectors is None:
-            from tools.embeddings import embed
+            from tierflow.tools.embeddings import embed
 
             docs = [f"{label.replace('_', ' ')}: {text}" for label, text in self.descriptions.items()]
             self._vectors = embed(docs)
@@ -47,7 +47,7 @@ class LabelRanker:
             if cached is not None:
                 self._rankings.move_to_end(request)
                 return cached
-            from tools.embeddings import embed
+            from tierflow.tools.embeddings import embed
 
             scores = self._label_vectors() @ embed([request])[0]
             order = tuple(self.labels[i] for i in sorted(range(len(self.labels)), key=lambda i: -float(scores[i])))

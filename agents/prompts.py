@@ -8,7 +8,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from agents.spec import StepInput, StepSpec
+from tierflow.agents.spec import StepInput, StepSpec
 
 __all__ = ["step_messages", "user_prompt"]
 

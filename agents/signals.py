@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.spec import Check, StepInput, StepSpec
+from tierflow.agents.spec import Check, StepInput, StepSpec
 
 __all__ = ["CheckOutcome", "attempt_signals", "check_scores", "SIZE_SIGNALS"]
 

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from agents.label_ranker import LabelRanker
-from agents.spec import Check, PlanItem, StepInput, StepKind, StepSpec
+from tierflow.agents.label_ranker import LabelRanker
+from tierflow.agents.spec import Check, PlanItem, StepInput, StepKind, StepSpec
 
 __all__ = [
     "planner",

@@ -47,12 +47,12 @@ from jsonschema.exceptions import SchemaError
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.loop.verify import JudgeVerdict
-from evals.datasets import Case, Dataset, DatasetFormatError, DatasetSource
-from evals.datasets._files import read_jsonl
-from evals.evaluators.base import EvaluationResult, verdict
-from evals.harness.suite import GraphOutcome, StepTruth, Suite
-from model_tiers import ConfigError, TierRegistry, load_tier_config
+from tierflow.agents.loop.verify import JudgeVerdict
+from tierflow.evals.datasets import Case, Dataset, DatasetFormatError, DatasetSource
+from tierflow.evals.datasets._files import read_jsonl
+from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
+from tierflow.model_tiers import ConfigError, TierRegistry, load_tier_config
 
 __all__ = [
     "CaseInputs",

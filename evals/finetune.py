@@ -31,15 +31,15 @@ from typing import Any, Literal
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ValidationError
 
-from agents.prompts import step_messages
-from agents.spec import PlanItem, StepInput, StepSpec
-from evals.datasets import Case
-from evals.datasets.cases import sample_rank
-from evals.harness.records import AttemptTrace, CaseRecord, ResultStore, RunFolderError, StepTrace
-from evals.harness.suite import Suite
-from graphs.catalog import resolve_graph
-from model_tiers.errors import TierflowError
-from model_tiers.finetune.data import TrainingDataError, TrainingExample
+from tierflow.agents.prompts import step_messages
+from tierflow.agents.spec import PlanItem, StepInput, StepSpec
+from tierflow.evals.datasets import Case
+from tierflow.evals.datasets.cases import sample_rank
+from tierflow.evals.harness.records import AttemptTrace, CaseRecord, ResultStore, RunFolderError, StepTrace
+from tierflow.evals.harness.suite import Suite
+from tierflow.graphs.catalog import resolve_graph
+from tierflow.model_tiers.errors import TierflowError
+from tierflow.model_tiers.finetune.data import TrainingDataError, TrainingExample
 
 __all__ = ["ExportSummary", "finetune_lines", "export_finetune", "stratified_split", "step_of", "step_examples", "StepExamples"]
 

@@ -26,16 +26,16 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, RetryPolicy
 
-from agents.client_tools import parse_functions
-from agents.context import Services, emit
-from agents.loop import make_act_node, make_human_review_node, make_step_node, make_verifier
-from agents.loop.common import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, next_node
-from agents.loop.events import check_events, publish
-from agents.spec import PlanItem, StepKind, StepSpec, ToolBox
-from model_tiers import TierRegistry, TierRunContext, apply_run_context, load_tier_config
-from model_tiers.config import coerce_context
-from model_tiers.secrets import redact_exception, redact_value
-from graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
+from tierflow.agents.client_tools import parse_functions
+from tierflow.agents.context import Services, emit
+from tierflow.agents.loop import make_act_node, make_human_review_node, make_step_node, make_verifier
+from tierflow.agents.loop.common import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, next_node
+from tierflow.agents.loop.events import check_events, publish
+from tierflow.agents.spec import PlanItem, StepKind, StepSpec, ToolBox
+from tierflow.model_tiers import TierRegistry, TierRunContext, apply_run_context, load_tier_config
+from tierflow.model_tiers.config import coerce_context
+from tierflow.model_tiers.secrets import redact_exception, redact_value
+from tierflow.graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
 
 __all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "ROUTER", "coerce_context"]
 

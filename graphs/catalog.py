@@ -24,8 +24,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from graphs.builder import Workflow, build_graph
-from model_tiers import ConfigError
+from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.model_tiers import ConfigError
 
 __all__ = [
     "SHIPPED_GRAPHS",
@@ -41,12 +41,12 @@ __all__ = [
 
 # The graphs that ship with tierflow: name -> reference.
 SHIPPED_GRAPHS: dict[str, str] = {
-    "ticket_triage": "graphs.ticket_triage:WORKFLOW",
-    "slot_extraction": "graphs.slot_extraction:WORKFLOW",
-    "math_qa": "graphs.math_qa:WORKFLOW",
-    "order_agent": "graphs.order_agent:WORKFLOW",
-    "function_calling": "graphs.function_calling:WORKFLOW",
-    "recorded": "graphs.recorded:WORKFLOW",
+    "ticket_triage": "tierflow.graphs.ticket_triage:WORKFLOW",
+    "slot_extraction": "tierflow.graphs.slot_extraction:WORKFLOW",
+    "math_qa": "tierflow.graphs.math_qa:WORKFLOW",
+    "order_agent": "tierflow.graphs.order_agent:WORKFLOW",
+    "function_calling": "tierflow.graphs.function_calling:WORKFLOW",
+    "recorded": "tierflow.graphs.recorded:WORKFLOW",
 }
 # name -> module, for the shipped graphs (each module also exports `build` and `graph`).
 GRAPH_MODULES: dict[str, str] = {name: ref.split(":", 1)[0] for name, ref in SHIPPED_GRAPHS.items()}

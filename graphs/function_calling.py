@@ -23,11 +23,11 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from agents.fields import repeated_value
-from agents.spec import Check, StepInput
-from agents.workers import default_plan, tool_caller
-from graphs.builder import Workflow, build_graph
-from tools.embeddings import similarities
+from tierflow.agents.fields import repeated_value
+from tierflow.agents.spec import Check, StepInput
+from tierflow.agents.workers import default_plan, tool_caller
+from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.tools.embeddings import similarities
 
 __all__ = [
     "WORKFLOW",

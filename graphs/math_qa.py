@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.arithmetic import check_solution, parse_answer_number
-from agents.spec import Check, StepInput
-from agents.workers import default_plan, extractor
-from graphs.builder import Workflow, build_graph
+from tierflow.agents.arithmetic import check_solution, parse_answer_number
+from tierflow.agents.spec import Check, StepInput
+from tierflow.agents.workers import default_plan, extractor
+from tierflow.graphs.builder import Workflow, build_graph
 
 __all__ = ["WORKFLOW", "graph", "build", "workflow", "MathSolution", "arithmetic_check", "SOLVE_STEP"]
 

@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.spec import Check, PlanItem, StepInput, ToolBox
-from agents.workers import Plan, planner, tool_caller, writer
-from graphs.builder import Workflow, build_graph
-from graphs.order_agent_checks import (
+from tierflow.agents.spec import Check, PlanItem, StepInput, ToolBox
+from tierflow.agents.workers import Plan, planner, tool_caller, writer
+from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.graphs.order_agent_checks import (
     CHANGE_TOOLS,
     HANDOFF_TOOLS,
     IDENTIFY_TOOLS,
@@ -37,7 +37,7 @@ from graphs.order_agent_checks import (
     retail_db,
     tool_results,
 )
-from tools.retail import WRITE_TOOL_NAMES, RetailDB, RetailToolError, call_retail_tool, get_item_details, retail_tools
+from tierflow.tools.retail import WRITE_TOOL_NAMES, RetailDB, RetailToolError, call_retail_tool, get_item_details, retail_tools
 
 __all__ = [
     "WORKFLOW",

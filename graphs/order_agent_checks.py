@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from agents.spec import Check, StepInput
-from model_tiers import ConfigError
-from tools.retail import RetailDB, RetailToolError, get_item_details, get_order_details, get_user_details
-from tools.retail.schemas import CancelReason
+from tierflow.agents.spec import Check, StepInput
+from tierflow.model_tiers import ConfigError
+from tierflow.tools.retail import RetailDB, RetailToolError, get_item_details, get_order_details, get_user_details
+from tierflow.tools.retail.schemas import CancelReason
 
 __all__ = [
     "RESOURCE_KEY",

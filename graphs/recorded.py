@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.spec import StepInput
-from agents.workers import default_plan, extractor
-from graphs.builder import Workflow, build_graph
+from tierflow.agents.spec import StepInput
+from tierflow.agents.workers import default_plan, extractor
+from tierflow.graphs.builder import Workflow, build_graph
 
 __all__ = ["WORKFLOW", "graph", "build", "RecordedReply", "ANSWER_STEP", "request_for"]
 

@@ -23,8 +23,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_tiers import ConfigError
-from model_tiers.home import corrupt_database_message
+from tierflow.model_tiers import ConfigError
+from tierflow.model_tiers.home import corrupt_database_message
 
 __all__ = ["PruneReport", "prune_checkpoints", "checkpoint_time", "parse_age"]
 

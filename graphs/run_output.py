@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from model_tiers import TierConfig, summarize
+from tierflow.model_tiers import TierConfig, summarize
 
 __all__ = ["describe_event", "question_panel", "question_line", "final_panel", "ledger_table", "clip"]
 

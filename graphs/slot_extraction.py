@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import Field
 
-from agents.fields import CopiedFields
-from agents.spec import Check, StepInput
-from agents.workers import default_plan, extractor
-from graphs.builder import Workflow, build_graph
+from tierflow.agents.fields import CopiedFields
+from tierflow.agents.spec import Check, StepInput
+from tierflow.agents.workers import default_plan, extractor
+from tierflow.graphs.builder import Workflow, build_graph
 
 __all__ = ["WORKFLOW", "graph", "build", "BookingSlots", "SLOTS", "find_span", "parse_people", "parse_time", "is_time_expression"]
 

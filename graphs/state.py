@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from typing_extensions import TypedDict
 
 # The engine's nodes write it, the reducer reads it.
-from agents.context import RESET
-from agents.spec import Attempt, Proposal
+from tierflow.agents.context import RESET
+from tierflow.agents.spec import Attempt, Proposal
 
 __all__ = ["TieredState", "TieredInput", "ClientFunctionsInput", "TieredOutput", "merge_dicts", "RESET"]
 

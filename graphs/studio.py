@@ -33,10 +33,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from graphs.catalog import graph_catalog, langgraph_graphs, resolve_graph
-from model_tiers import ConfigError, MissingDependency, load_tier_config
-from model_tiers.doctor import TierCheck, diagnose
-from model_tiers.home import home_dir
+from tierflow.graphs.catalog import graph_catalog, langgraph_graphs, resolve_graph
+from tierflow.model_tiers import ConfigError, MissingDependency, load_tier_config
+from tierflow.model_tiers.doctor import TierCheck, diagnose
+from tierflow.model_tiers.home import home_dir
 
 __all__ = [
     "DEFAULT_HOST",
@@ -88,7 +88,7 @@ def read_langgraph_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read it as JSON: {err}", source=str(path)) from None
     graphs = data.get("graphs") if isinstance(data, dict) else None
     if not isinstance(graphs, dict) or not graphs:
-        raise ConfigError('it declares no graphs; add e.g. "graphs": {"ticket_triage": "graphs.ticket_triage:graph"}', source=str(path))
+        raise ConfigError('it declares no graphs; add e.g. "graphs": {"ticket_triage": "tierflow.graphs.ticket_triage:graph"}', source=str(path))
     return data
 
 

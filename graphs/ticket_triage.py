@@ -15,13 +15,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agents.fields import CopiedFields, repeated_value
-from agents.spec import Check, StepInput
-from agents.workers import action, classifier, default_plan, extractor, writer
-from graphs.banking77_intents import INTENT_DESCRIPTIONS, OUT_OF_SCOPE
-from graphs.builder import Workflow, build_graph
-from tools.helpdesk import Helpdesk
-from tools.knowledge_base import KnowledgeBase
+from tierflow.agents.fields import CopiedFields, repeated_value
+from tierflow.agents.spec import Check, StepInput
+from tierflow.agents.workers import action, classifier, default_plan, extractor, writer
+from tierflow.graphs.banking77_intents import INTENT_DESCRIPTIONS, OUT_OF_SCOPE
+from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.tools.helpdesk import Helpdesk
+from tierflow.tools.knowledge_base import KnowledgeBase
 
 __all__ = ["WORKFLOW", "graph", "build", "TicketEntities", "DraftReply", "intent_labels", "OUT_OF_SCOPE"]
 

@@ -1,6 +1,6 @@
 """One tiered, verified step as a node of any LangGraph graph.
 
-    from graphs.tiered_step import tiered_step
+    from tierflow.graphs.tiered_step import tiered_step
 
     builder = StateGraph(MyState)
     builder.add_node("classify", tiered_step(classifier("classify", labels=[...], instructions="..."),
@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agents.spec import PlanItem, StepSpec
-from graphs.builder import Workflow, build_graph
-from model_tiers import ConfigError, TierRegistry, TierRunContext
+from tierflow.agents.spec import PlanItem, StepSpec
+from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.model_tiers import ConfigError, TierRegistry, TierRunContext
 
 __all__ = ["tiered_step"]
 

@@ -3,14 +3,14 @@
 Nothing in this package imports from agents, graphs, tools or evals.
 """
 
-from model_tiers.config import (
+from tierflow.model_tiers.config import (
     DEFAULT_CONFIG,
     TierRunContext,
     apply_run_context,
     config_from_mapping,
     load_tier_config,
 )
-from model_tiers.errors import (
+from tierflow.model_tiers.errors import (
     BudgetExceeded,
     ConfigError,
     InvalidModelOutput,
@@ -22,11 +22,11 @@ from model_tiers.errors import (
     TierUnreachable,
     ToolRefusal,
 )
-from model_tiers.ledger import LedgerSummary, TierTotals, Usage, estimate_tokens, summarize
-from model_tiers.providers import build_chat_model
-from model_tiers.registry import ModelReply, TierRegistry
-from model_tiers.secrets import redact, redact_value
-from model_tiers.spec import (
+from tierflow.model_tiers.ledger import LedgerSummary, TierTotals, Usage, estimate_tokens, summarize
+from tierflow.model_tiers.providers import build_chat_model
+from tierflow.model_tiers.registry import ModelReply, TierRegistry
+from tierflow.model_tiers.secrets import redact, redact_value
+from tierflow.model_tiers.spec import (
     ROLES,
     Budget,
     Capabilities,

@@ -33,8 +33,8 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 from pydantic import BaseModel
 
-from model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY
-from model_tiers.spec import TierSpec
+from tierflow.model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY
+from tierflow.model_tiers.spec import TierSpec
 
 __all__ = ["CacheStats", "SQLiteCallCache", "TierScopedCache", "tier_scope", "releasing_claims", "CALL_CACHE_FILE"]
 

@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import tomllib
+from importlib import resources
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,8 +23,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from model_tiers.errors import ConfigError
-from model_tiers.spec import TierConfig
+from tierflow.model_tiers.errors import ConfigError
+from tierflow.model_tiers.spec import TierConfig
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -32,6 +33,7 @@ __all__ = [
     "config_from_mapping",
     "apply_run_context",
     "resolve_config_path",
+    "shipped_tiers_files",
     "coerce_context",
 ]
 
@@ -153,7 +155,10 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> T
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
-    """Which tiers file applies: explicit path > $TIERFLOW_TIERS > ./tiers.toml > none."""
+    """Which tiers file applies: explicit path > $TIERFLOW_TIERS > ./tiers.toml > none.
+
+    A bare name that is not a file here (``replay_gsm8k_calibrated``) names a tiers file
+    shipped in the package (`shipped_tiers_files`)."""
     if path is not None:
         chosen, origin = Path(path), "argument"
     elif env.get(ENV_TIERS_FILE):
@@ -161,9 +166,19 @@ def resolve_config_path(path: str | os.PathLike[str] | None, env: Mapping[str, s
     else:
         local = Path.cwd() / "tiers.toml"
         return local if local.is_file() else None
-    if not chosen.is_file():
-        raise ConfigError(f"tiers file not found: {chosen}", source=origin)
-    return chosen
+    if chosen.is_file():
+        return chosen
+    shipped = shipped_tiers_files()
+    if len(chosen.parts) == 1 and chosen.stem in shipped and chosen.suffix in ("", ".toml"):
+        return shipped[chosen.stem]
+    names = ", ".join(sorted(shipped))
+    raise ConfigError(f"tiers file not found: {chosen} (shipped tiers files, usable by name: {names})", source=origin)
+
+
+def shipped_tiers_files() -> dict[str, Path]:
+    """The tiers files that ship in the package (`tierflow.tiers`), by name without `.toml`."""
+    folder = Path(str(resources.files("tierflow.tiers")))
+    return {item.stem: item for item in sorted(folder.glob("*.toml"))}
 
 
 def _read_file(path: Path) -> dict[str, Any]:

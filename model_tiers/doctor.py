@@ -12,10 +12,10 @@ import httpx
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
-from model_tiers.errors import ConfigError, TierflowError
-from model_tiers.providers import DEFAULT_OLLAMA_URL, api_key_for
-from model_tiers.registry import TierRegistry
-from model_tiers.spec import TierConfig, TierSpec
+from tierflow.model_tiers.errors import ConfigError, TierflowError
+from tierflow.model_tiers.providers import DEFAULT_OLLAMA_URL, api_key_for
+from tierflow.model_tiers.registry import TierRegistry
+from tierflow.model_tiers.spec import TierConfig, TierSpec
 
 __all__ = ["TierCheck", "diagnose"]
 
@@ -85,7 +85,7 @@ def _reachability(spec: TierSpec, env: Mapping[str, str]) -> tuple[bool, str, st
 
 def _embedded_file(spec: TierSpec) -> tuple[bool, str, str]:
     """An embedded tier's GGUF file: assembled if needed and checked against its SHA-256."""
-    from model_tiers.providers.model_files import MODEL_FILES, ModelFileCorrupt, check_adapter_file, verified_model_path
+    from tierflow.model_tiers.providers.model_files import MODEL_FILES, ModelFileCorrupt, check_adapter_file, verified_model_path
 
     known = MODEL_FILES.get(spec.model)
     if known is None:

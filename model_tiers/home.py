@@ -9,12 +9,22 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from model_tiers.errors import ConfigError
-from model_tiers.secrets import redact
+from tierflow.model_tiers.errors import ConfigError
+from tierflow.model_tiers.secrets import redact
 
-__all__ = ["ENV_HOME", "home_path", "home_dir", "write_crash_log", "corrupt_database_message"]
+__all__ = [
+    "ENV_HOME",
+    "DATASETS_ENV_VAR",
+    "home_path",
+    "home_dir",
+    "datasets_dir",
+    "dataset_file",
+    "write_crash_log",
+    "corrupt_database_message",
+]
 
 ENV_HOME = "TIERFLOW_HOME"
 
@@ -61,3 +71,48 @@ def corrupt_database_message(path: Path, err: BaseException, *, what: str) -> st
         f"the {what} {path} is not a readable SQLite database ({err}). Move it aside and a new "
         f"one is created on the next run: mv '{path}' '{aside}'"
     )
+
+
+DATASETS_ENV_VAR = "TIERFLOW_DATASETS"
+
+def datasets_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The shared datasets folder: ``$TIERFLOW_DATASETS``, else ``../shared/datasets`` from the working folder.
+
+    Raises ``ConfigError`` naming the variable when the folder does not exist.
+    """
+    environ = os.environ if env is None else env
+    configured = environ.get(DATASETS_ENV_VAR, "").strip()
+    if configured:
+        folder = Path(configured).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(
+                f"the datasets folder '{folder}' does not exist; point {DATASETS_ENV_VAR} "
+                "at the folder that holds the public datasets (e.g. tau2_retail/)",
+                source=f"env:{DATASETS_ENV_VAR}",
+            )
+        return folder
+    # The datasets sit beside a checkout (../shared/datasets), never inside the package:
+    # an installed tierflow has no repository root, so the default follows the folder the
+    # command runs in.
+    folder = Path.cwd().parent / "shared" / "datasets"
+    if not folder.is_dir():
+        raise ConfigError(
+            f"no datasets folder at the default location '{folder}'; set the environment "
+            f"variable {DATASETS_ENV_VAR} to the folder that holds the public datasets"
+        )
+    return folder
+
+
+def dataset_file(*parts: str, env: Mapping[str, str] | None = None) -> Path:
+    """A file inside the datasets folder, e.g. ``dataset_file("tau2_retail", "db.json")``.
+
+    Raises ``ConfigError`` when the file is missing, naming the folder that was searched.
+    """
+    folder = datasets_dir(env)
+    path = folder.joinpath(*parts)
+    if not path.is_file():
+        raise ConfigError(
+            f"the dataset file '{'/'.join(parts)}' is missing from '{folder}'; check "
+            f"{DATASETS_ENV_VAR} points at the right datasets folder"
+        )
+    return path

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_tiers.spec import TierConfig, TierSpec
+from tierflow.model_tiers.spec import TierConfig, TierSpec
 
 __all__ = [
     "Usage",

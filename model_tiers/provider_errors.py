@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from model_tiers.secrets import redact
-from model_tiers.spec import TierSpec
+from tierflow.model_tiers.secrets import redact
+from tierflow.model_tiers.spec import TierSpec
 
 __all__ = ["ProviderFailure", "classify_provider_error", "http_status"]
 

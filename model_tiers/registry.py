@@ -25,16 +25,16 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
-from model_tiers.call_cache import TierScopedCache, releasing_claims, tier_scope
-from model_tiers.errors import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable
-from model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY, CONFIDENCE_KEY, Usage, estimate_tokens
-from model_tiers.provider_errors import classify_provider_error
-from model_tiers.providers import build_chat_model, key_env_of
-from model_tiers.secrets import redact, register_secrets_from_env
-from model_tiers.providers.logprobs import confidence_from_openai_logprobs
-from model_tiers.providers._tool_calling import ToolCallingChatModel, messages_as_text
-from model_tiers.spec import TierConfig, TierSpec
-from model_tiers.tool_selection import needs_selection, select_then_call
+from tierflow.model_tiers.call_cache import TierScopedCache, releasing_claims, tier_scope
+from tierflow.model_tiers.errors import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable
+from tierflow.model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY, CONFIDENCE_KEY, Usage, estimate_tokens
+from tierflow.model_tiers.provider_errors import classify_provider_error
+from tierflow.model_tiers.providers import build_chat_model, key_env_of
+from tierflow.model_tiers.secrets import redact, register_secrets_from_env
+from tierflow.model_tiers.providers.logprobs import confidence_from_openai_logprobs
+from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, messages_as_text
+from tierflow.model_tiers.spec import TierConfig, TierSpec
+from tierflow.model_tiers.tool_selection import needs_selection, select_then_call
 
 __all__ = ["TierRegistry", "ModelReply"]
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError
 
 __all__ = [
     "Provider",
@@ -89,7 +89,7 @@ class TierSpec(_Strict):
     # False: a step's soft (heuristic) checks only warn on this tier instead of asking a
     # higher tier for a second opinion. The heuristics were made for a general model's
     # mistakes; on a tier fine-tuned on the step they can flag mostly right answers
-    # (`python -m evals.bench.finetune` measures it). Hard checks always apply.
+    # (`python -m tierflow.evals.bench.finetune` measures it). Hard checks always apply.
     soft_checks: bool = True
     # Ask the provider for token log-probabilities (the answer's confidence, see
     # model_tiers/providers/logprobs.py). Off for an endpoint that rejects the parameter.

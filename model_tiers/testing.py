@@ -20,9 +20,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from model_tiers.errors import ConfigError, NetworkBlocked
-from model_tiers.ledger import estimate_tokens
-from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
+from tierflow.model_tiers.errors import ConfigError, NetworkBlocked
+from tierflow.model_tiers.ledger import estimate_tokens
+from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
 
 __all__ = [
     "ScriptedChatModel",

@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, create_model
 
-from model_tiers.providers._tool_calling import forced_tool_name
+from tierflow.model_tiers.providers._tool_calling import forced_tool_name
 
 __all__ = ["NO_FUNCTION", "needs_selection", "select_then_call"]
 

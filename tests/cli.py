@@ -24,6 +24,6 @@ def scripted_cli_env(tmp_path: Path, tiers_toml: str) -> dict[str, str]:
 
 def tierflow(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "evals.cli", *args], cwd=REPO_ROOT, env=env, text=True,
+        [sys.executable, "-m", "tierflow.cli", *args], cwd=REPO_ROOT, env=env, text=True,
         capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model_tiers.testing import block_network
+from tierflow.model_tiers.testing import block_network
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model_tiers.errors import TierflowError
+from tierflow.model_tiers.errors import TierflowError
 
 if TYPE_CHECKING:
     from wordllama.inference import WordLlamaInference

@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal, get_args
 from langchain_core.tools import InjectedToolArg, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model_tiers.errors import TierflowError, ToolRefusal
-from model_tiers.home import corrupt_database_message, home_path
+from tierflow.model_tiers.errors import TierflowError, ToolRefusal
+from tierflow.model_tiers.home import corrupt_database_message, home_path
 
 __all__ = [
     "TicketStatus",

@@ -39,11 +39,11 @@ from chromadb.config import Settings
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_tiers.errors import TierflowError
-from model_tiers.home import home_path
-from tools.embeddings import DEFAULT_CONFIG as _WORDLLAMA_CONFIG
-from tools.embeddings import DEFAULT_DIM as _WORDLLAMA_DIM
-from tools.embeddings import embed
+from tierflow.model_tiers.errors import TierflowError
+from tierflow.model_tiers.home import home_path
+from tierflow.tools.embeddings import DEFAULT_CONFIG as _WORDLLAMA_CONFIG
+from tierflow.tools.embeddings import DEFAULT_DIM as _WORDLLAMA_DIM
+from tierflow.tools.embeddings import embed
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI

@@ -15,9 +15,9 @@ r"""The escalation loop, one module per part (the tiered graph's shape is in `gr
 * `events`: the typed set of event kinds.
 """
 
-from agents.loop.act import make_act_node
-from agents.loop.review import make_human_review_node
-from agents.loop.step import make_step_node
-from agents.loop.verify import JudgeVerdict, make_verifier
+from tierflow.agents.loop.act import make_act_node
+from tierflow.agents.loop.review import make_human_review_node
+from tierflow.agents.loop.step import make_step_node
+from tierflow.agents.loop.verify import JudgeVerdict, make_verifier
 
 __all__ = ["make_step_node", "make_verifier", "make_act_node", "make_human_review_node", "JudgeVerdict"]

@@ -8,10 +8,10 @@ from typing import Any
 
 from langgraph.types import Command, interrupt
 
-from agents.context import ServiceResolver, as_jsonable, current_item
-from model_tiers import TierflowError, ToolRefusal
+from tierflow.agents.context import ServiceResolver, as_jsonable, current_item
+from tierflow.model_tiers import TierflowError, ToolRefusal
 
-from agents.loop.common import (
+from tierflow.agents.loop.common import (
     commit_and_advance,
     is_yes,
     stop_for_error,

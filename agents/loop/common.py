@@ -11,11 +11,11 @@ from typing import Any
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.types import Command
 
-from agents.client_tools import openai_tools
-from agents.context import RESET, Services, current_item
-from agents.spec import Attempt, PlanItem, StepSpec
-from model_tiers import TierflowError, Usage
-from model_tiers.config import coerce_context
+from tierflow.agents.client_tools import openai_tools
+from tierflow.agents.context import RESET, Services, current_item
+from tierflow.agents.spec import Attempt, PlanItem, StepSpec
+from tierflow.model_tiers import TierflowError, Usage
+from tierflow.model_tiers.config import coerce_context
 
 __all__ = [
     "VERIFY",

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agents.spec import StepNeeds
-from model_tiers import TierConfig, TierSpec
+from tierflow.agents.spec import StepNeeds
+from tierflow.model_tiers import TierConfig, TierSpec
 
 __all__ = [
     "StepNeeds",

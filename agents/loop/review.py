@@ -8,11 +8,11 @@ from typing import Any
 from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
-from agents.context import ServiceResolver, as_jsonable, current_item
-from agents.loop.verify import tool_reason
-from agents.spec import StepKind, StepSpec
+from tierflow.agents.context import ServiceResolver, as_jsonable, current_item
+from tierflow.agents.loop.verify import tool_reason
+from tierflow.agents.spec import StepKind, StepSpec
 
-from agents.loop.common import (
+from tierflow.agents.loop.common import (
     ACT,
     HUMAN_REVIEW,
     RESPONDER,

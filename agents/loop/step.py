@@ -15,15 +15,15 @@ from typing import Any
 
 from langgraph.types import Command, interrupt
 
-from agents.context import ServiceResolver, Services, as_jsonable, current_item, emit, step_input, step_needs
-from agents.calibration import load_calibration
-from agents.loop.ladder import budget_block, budget_state, cheaper_alternative, first_tier, next_tier_above, usable_ladder
-from agents.prompts import step_messages, user_prompt
-from agents.spec import Attempt, PlanItem, Proposal, StepKind, StepSpec
-from model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal
-from model_tiers.providers._tool_calling import messages_as_text
+from tierflow.agents.context import ServiceResolver, Services, as_jsonable, current_item, emit, step_input, step_needs
+from tierflow.agents.calibration import load_calibration
+from tierflow.agents.loop.ladder import budget_block, budget_state, cheaper_alternative, first_tier, next_tier_above, usable_ladder
+from tierflow.agents.prompts import step_messages, user_prompt
+from tierflow.agents.spec import Attempt, PlanItem, Proposal, StepKind, StepSpec
+from tierflow.model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal
+from tierflow.model_tiers.providers._tool_calling import messages_as_text
 
-from agents.loop.common import (
+from tierflow.agents.loop.common import (
     RESPONDER,
     attempt_for,
     is_yes,

@@ -16,16 +16,16 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.types import Command
 from pydantic import BaseModel, Field, ValidationError
 
-from agents.client_tools import call_problem
-from agents.context import ServiceResolver, current_item, step_input, step_needs
-from agents.calibration import CalibratedCheck, answer_text, load_calibration
-from agents.loop.ladder import Decision, after_failure, after_fault, has_higher_tier
-from agents.prompts import user_prompt
-from agents.signals import CheckOutcome, attempt_signals
-from agents.spec import PlanItem, StepInput, StepKind, StepSpec
-from model_tiers import TierflowError
+from tierflow.agents.client_tools import call_problem
+from tierflow.agents.context import ServiceResolver, current_item, step_input, step_needs
+from tierflow.agents.calibration import CalibratedCheck, answer_text, load_calibration
+from tierflow.agents.loop.ladder import Decision, after_failure, after_fault, has_higher_tier
+from tierflow.agents.prompts import user_prompt
+from tierflow.agents.signals import CheckOutcome, attempt_signals
+from tierflow.agents.spec import PlanItem, StepInput, StepKind, StepSpec
+from tierflow.model_tiers import TierflowError
 
-from agents.loop.common import (
+from tierflow.agents.loop.common import (
     ACT,
     HUMAN_REVIEW,
     RESPONDER,

@@ -1,5 +1,5 @@
 """How big the CLI's checkpoint database grows, and what `tierflow gc` gives back:
-`python -m evals.bench.checkpoint_growth [--runs 300]`.
+`python -m tierflow.evals.bench.checkpoint_growth [--runs 300]`.
 
 Runs ticket_triage N times, each on its own thread, exactly as `tierflow run` does (SQLite
 saver, "sync" durability: one checkpoint per step), with scripted tiers: the size depends
@@ -23,12 +23,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage, SystemMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graphs import ticket_triage
-from graphs.retention import PruneReport, prune_checkpoints
-from model_tiers import TierRegistry, config_from_mapping
-from model_tiers.testing import ScriptedChatModel
-from tools.helpdesk import Helpdesk
-from tools.knowledge_base import KnowledgeBase
+from tierflow.graphs import ticket_triage
+from tierflow.graphs.retention import PruneReport, prune_checkpoints
+from tierflow.model_tiers import TierRegistry, config_from_mapping
+from tierflow.model_tiers.testing import ScriptedChatModel
+from tierflow.tools.helpdesk import Helpdesk
+from tierflow.tools.knowledge_base import KnowledgeBase
 
 __all__ = ["main"]
 
@@ -67,7 +67,7 @@ def _prune_copy(source: Path, folder: Path, name: str, **how: Any) -> PruneRepor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.checkpoint_growth", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tierflow.evals.bench.checkpoint_growth", description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tierflow-ckpt-bench-") as tmp:

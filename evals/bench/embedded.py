@@ -1,4 +1,4 @@
-"""Benchmark the embedded tiers: `python -m evals.bench.embedded [--runs 20] [--out FILE]`.
+"""Benchmark the embedded tiers: `python -m tierflow.evals.bench.embedded [--runs 20] [--out FILE]`.
 
 Figures, printed as a table (and written as JSON with `--out`):
 
@@ -42,8 +42,8 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from model_tiers import ROLES, TierConfig, TierflowError, TierRegistry, config_from_mapping
-from model_tiers.providers.embedded import EmbeddedEngine, get_engine, resolve_model_path, run_inference
+from tierflow.model_tiers import ROLES, TierConfig, TierflowError, TierRegistry, config_from_mapping
+from tierflow.model_tiers.providers.embedded import EmbeddedEngine, get_engine, resolve_model_path, run_inference
 
 __all__ = ["BenchError", "BenchReport", "ModelFigures", "run_benchmark", "main"]
 
@@ -183,7 +183,7 @@ def _raw_latencies(registry: TierRegistry, runs: int) -> tuple[list[float], list
     with the exact chat the tier sends (tool prompt included), and with the bare chat."""
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
-    from model_tiers.providers.embedded import _grammar, _to_chat_dicts, tool_call_schema, tools_prompt
+    from tierflow.model_tiers.providers.embedded import _grammar, _to_chat_dicts, tool_call_schema, tools_prompt
 
     spec = registry.spec("bench")
     engine = get_engine(spec.model, n_ctx=int(spec.options.get("n_ctx", N_CTX)), n_threads=spec.options.get("n_threads"))
@@ -359,7 +359,7 @@ def _table(report: BenchReport) -> Table:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.embedded", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tierflow.evals.bench.embedded", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="in-process classification runs (default 20)")
     parser.add_argument("--http-runs", type=int, default=10, help="runs over HTTP; 0 skips the server (default 10)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all CPUs)")

@@ -1,5 +1,5 @@
 """What the tiered engine costs over a hand-written LangGraph graph making the same calls:
-`python -m evals.bench.engine_overhead [--runs 300]`.
+`python -m tierflow.evals.bench.engine_overhead [--runs 300]`.
 
 Both graphs make the same two structured-output calls through the same `TierRegistry` on
 instant scripted tiers, so what differs is the engine alone: routing, verification,
@@ -28,10 +28,10 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from agents.workers import classifier, default_plan, extractor
-from graphs.builder import Workflow, build_graph
-from model_tiers import TierRegistry, config_from_mapping
-from model_tiers.testing import ScriptedChatModel
+from tierflow.agents.workers import classifier, default_plan, extractor
+from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.model_tiers import TierRegistry, config_from_mapping
+from tierflow.model_tiers.testing import ScriptedChatModel
 
 __all__ = ["main"]
 
@@ -139,7 +139,7 @@ def _checkpoints_per_run(path: Path) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.engine_overhead", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tierflow.evals.bench.engine_overhead", description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
     args = parser.parse_args(argv)
     registry = _registry()

@@ -1,5 +1,5 @@
 """Does a fine-tuned SmolLM2-135M beat the general Qwen2.5-Coder-1.5B (11x larger) on a
-narrow step? `python -m evals.bench.finetune [--task banking77|restaurant8k|all]`.
+narrow step? `python -m tierflow.evals.bench.finetune [--task banking77|restaurant8k|all]`.
 
 Per task (ticket_triage's classify step on Banking77; slot_extraction's extract step on
 restaurant8k):
@@ -41,21 +41,21 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from agents.prompts import step_messages
-from agents.spec import PlanItem, StepInput
-from evals.datasets import Case, Dataset
-from evals.datasets.intents import by_label
-from evals.finetune import step_examples, step_of, stratified_split
-from evals.harness.evaluate import EvalResult, EvalSettings, run_eval
-from evals.harness.stats import macro_f1_score, proportion
-from evals.harness.suite import Suite
-from evals.suites.slot_extraction import RESTAURANT8K
-from evals.suites.ticket_triage import BANKING77
-from model_tiers import TierflowError
-from model_tiers.config import load_tier_config
-from model_tiers.finetune import LoraSettings, finetune
-from model_tiers.registry import TierRegistry
-from model_tiers.spec import TierConfig, TierSpec
+from tierflow.agents.prompts import step_messages
+from tierflow.agents.spec import PlanItem, StepInput
+from tierflow.evals.datasets import Case, Dataset
+from tierflow.evals.datasets.intents import by_label
+from tierflow.evals.finetune import step_examples, step_of, stratified_split
+from tierflow.evals.harness.evaluate import EvalResult, EvalSettings, run_eval
+from tierflow.evals.harness.stats import macro_f1_score, proportion
+from tierflow.evals.harness.suite import Suite
+from tierflow.evals.suites.slot_extraction import RESTAURANT8K
+from tierflow.evals.suites.ticket_triage import BANKING77
+from tierflow.model_tiers import TierflowError
+from tierflow.model_tiers.config import load_tier_config
+from tierflow.model_tiers.finetune import LoraSettings, finetune
+from tierflow.model_tiers.registry import TierRegistry
+from tierflow.model_tiers.spec import TierConfig, TierSpec
 
 __all__ = ["Task", "TASKS", "Outcome", "step_on", "main"]
 
@@ -215,7 +215,7 @@ def _plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
 
 def _graph_eval(task: Task, held_out: Sequence[Case[Any, Any]], tiers_file: Path, limit: int, out: Path) -> EvalResult:
     """tiered against all-frontier through the eval harness, on the held-out cases only."""
-    from evals.harness.policies import resolve_policies
+    from tierflow.evals.harness.policies import resolve_policies
 
     cases = list(held_out)
 
@@ -240,9 +240,9 @@ def _ladder(config: TierConfig, tuned: TierSpec, role: str) -> TierConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from model_tiers.home import home_dir
+    from tierflow.model_tiers.home import home_dir
 
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.finetune", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tierflow.evals.bench.finetune", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=[*TASKS, "all"], default="all")
     parser.add_argument("--dataset", type=Path, help="the task's dataset file (default: under $TIERFLOW_DATASETS)")
     parser.add_argument("--train", type=int, help="training cases per stratum (default: 40 per intent / 1000 booking requests)")
@@ -347,7 +347,7 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
         tiers_file = out / f"tiers-soft-checks-{args.soft_checks}.json"
         tiers_file.write_text(bench_config.model_dump_json(indent=2) + "\n", encoding="utf-8")
         result = _graph_eval(task, held_out, tiers_file, graph_cases, out / f"graph-eval-soft-checks-{args.soft_checks}")
-        from evals.harness_cli import summary_table
+        from tierflow.cli.eval import summary_table
 
         console.print(summary_table(result.report))
         by_policy = {p.policy: p for p in result.report.policies}

@@ -1,5 +1,5 @@
 """OpenMP wait policy for in-process llama.cpp, quiet and under load:
-`python -m evals.bench.openmp [--calls 6]`.
+`python -m tierflow.evals.bench.openmp [--calls 6]`.
 
 Each variant runs in a fresh process (libgomp reads its settings once, when llama.cpp's
 library loads): SmolLM2 answers the same short classification `--calls` times through the
@@ -35,7 +35,7 @@ VARIANTS: dict[str, dict[str, str]] = {
 
 _WORKER = """
 import json, sys, time
-from model_tiers.providers.embedded import get_engine
+from tierflow.model_tiers.providers.embedded import get_engine
 engine = get_engine("smollm2-135m-instruct", n_ctx=1024)
 times = []
 for i in range(int(sys.argv[1])):
@@ -48,7 +48,7 @@ print(json.dumps(times))
 """
 
 _LOAD = """
-from model_tiers.providers.embedded import get_engine
+from tierflow.model_tiers.providers.embedded import get_engine
 engine = get_engine("smollm2-135m-instruct", n_ctx=1024)
 while True:
     engine.chat([{"role": "user", "content": "Write a long story about a harbour."}], max_tokens=64)
@@ -85,7 +85,7 @@ def run(calls: int) -> dict[str, dict[str, float]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.openmp", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tierflow.evals.bench.openmp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=6, help="calls per variant and condition (default 6)")
     args = parser.parse_args(argv)
     figures = run(max(2, args.calls))

@@ -1,6 +1,6 @@
 """Escalation economics on real recorded answers: math_qa over RouteLLM's GSM8K file.
 
-    python -m evals.bench.replay_gsm8k [--dataset PATH] [--out DIR] [--workers N]
+    python -m tierflow.evals.bench.replay_gsm8k [--dataset PATH] [--out DIR] [--workers N]
 
 Every case runs the compiled math_qa graph on the real engine with the replay tiers of
 tiers/replay_gsm8k.toml (Mixtral-8x7B-Instruct as `slm`, GPT-4-1106-preview as
@@ -28,12 +28,12 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from evals.datasets.gsm8k import MathCase, MathDataset, RecordedAnswer, load_routellm_gsm8k
-from model_tiers.home import home_dir
-from graphs.math_qa import build
-from model_tiers import ConfigError, TierConfig, TierRegistry, config_from_mapping, load_tier_config
-from model_tiers.providers.replay import replayed_from
-from tools.datasets import dataset_file
+from tierflow.evals.datasets.gsm8k import MathCase, MathDataset, RecordedAnswer, load_routellm_gsm8k
+from tierflow.model_tiers.home import home_dir
+from tierflow.graphs.math_qa import build
+from tierflow.model_tiers import ConfigError, TierConfig, TierRegistry, config_from_mapping, load_tier_config
+from tierflow.model_tiers.providers.replay import replayed_from
+from tierflow.tools.datasets import dataset_file
 
 __all__ = ["Policy", "CaseOutcome", "default_policies", "run_benchmark", "main", "ROUTELLM_GSM8K", "DEFAULT_TIERS"]
 
@@ -458,7 +458,7 @@ def run_benchmark(
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.replay_gsm8k", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m tierflow.evals.bench.replay_gsm8k", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--dataset", type=Path, help="RouteLLM GSM8K responses CSV (default: the even half in the datasets folder)")
     parser.add_argument("--contaminated", type=Path, help="contaminated_prompts.jsonl (default: next to the CSV, if present)")
     parser.add_argument("--keep-contaminated", action="store_true", help="do not drop contaminated prompts")

@@ -1,5 +1,5 @@
 """ticket_triage on a file of messages, as `tierflow run` would run each one:
-`python -m evals.bench.triage_messages [--file samples/banking_messages.jsonl] [--policy P]`.
+`python -m tierflow.evals.bench.triage_messages [--file samples/banking_messages.jsonl] [--policy P]`.
 
 Prints, per message: how the run ended (verified, or waiting for a human), whether the
 intent is the expected one, the escalations; then latency p50 / p95 per (step, tier) from
@@ -27,10 +27,10 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from graphs import ticket_triage
-from model_tiers import ConfigError, TierflowError, TierRunContext
-from tools.helpdesk import Helpdesk
-from tools.knowledge_base import KnowledgeBase
+from tierflow.graphs import ticket_triage
+from tierflow.model_tiers import ConfigError, TierflowError, TierRunContext
+from tierflow.tools.helpdesk import Helpdesk
+from tierflow.tools.knowledge_base import KnowledgeBase
 
 __all__ = ["Message", "run_messages", "main"]
 
@@ -94,7 +94,7 @@ def run_messages(messages: Sequence[Message], *, policy: str | None = None, tier
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.triage_messages", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tierflow.evals.bench.triage_messages", description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="JSONL of {request, intent}")
     parser.add_argument("--policy", choices=["tiered", "all-slm", "all-frontier"], default=None)
     parser.add_argument("--tiers", default=None, help="tiers file")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evals.calibrate.table import StepSample
+from tierflow.evals.calibrate.table import StepSample
 
 __all__ = ["Outcomes", "Setting", "outcomes_of", "evaluate", "choose", "curve", "bootstrap"]
 

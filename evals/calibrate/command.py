@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.calibration import ARTIFACT_FORMAT, CalibratedCheck, CalibrationArtifact, Router, StepCalibration
-from evals.calibrate.choose import Setting, bootstrap, choose, curve, evaluate, outcomes_of
-from evals.calibrate.fit import FitSettings, Fitted, expected_calibration_error, fit_probability, predict, reliability_bins
-from evals.calibrate.table import StepSample, StepTable, load_tables, split_cases
-from evals.harness.records import utc_now
-from model_tiers import ConfigError
-from tools.datasets import datasets_dir
+from tierflow.agents.calibration import ARTIFACT_FORMAT, CalibratedCheck, CalibrationArtifact, Router, StepCalibration
+from tierflow.evals.calibrate.choose import Setting, bootstrap, choose, curve, evaluate, outcomes_of
+from tierflow.evals.calibrate.fit import FitSettings, Fitted, expected_calibration_error, fit_probability, predict, reliability_bins
+from tierflow.evals.calibrate.table import StepSample, StepTable, load_tables, split_cases
+from tierflow.evals.harness.records import utc_now
+from tierflow.model_tiers import ConfigError
+from tierflow.tools.datasets import datasets_dir
 
 __all__ = ["CalibrateOptions", "StepResult", "CalibrationRun", "calibrate_run", "ROUTER_SIGNALS"]
 

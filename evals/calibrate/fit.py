@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.calibration import Calibrator, DenseEmbedding, Ensemble, ProbabilityModel, TextFeatures, embedded_text, hashed_text
-from agents.signals import SIZE_SIGNALS
-from tools.embeddings import DEFAULT_CONFIG, DEFAULT_DIM
+from tierflow.agents.calibration import Calibrator, DenseEmbedding, Ensemble, ProbabilityModel, TextFeatures, embedded_text, hashed_text
+from tierflow.agents.signals import SIZE_SIGNALS
+from tierflow.tools.embeddings import DEFAULT_CONFIG, DEFAULT_DIM
 
 __all__ = ["FitSettings", "Fitted", "fit_probability", "predict", "expected_calibration_error", "reliability_bins"]
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.calibrate.command import CalibrationRun, StepResult
+from tierflow.evals.calibrate.command import CalibrationRun, StepResult
 
 __all__ = ["write_report", "summary_lines"]
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents.calibration import answer_text
-from evals.harness.records import CaseRecord, ResultStore, RunManifest, StepTrace
-from model_tiers import ConfigError
+from tierflow.agents.calibration import answer_text
+from tierflow.evals.harness.records import CaseRecord, ResultStore, RunManifest, StepTrace
+from tierflow.model_tiers import ConfigError
 
 __all__ = ["StepSample", "StepTable", "RunTables", "load_tables", "split_cases", "CHEAP_SOURCES"]
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError
 
 from .cases import DatasetFormatError
 

@@ -23,7 +23,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from model_tiers.errors import TierflowError
+from tierflow.model_tiers.errors import TierflowError
 
 __all__ = [
     "Case",

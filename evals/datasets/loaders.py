@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError
 
 from .bfcl import load_bfcl
 from .cases import Dataset

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model_tiers.errors import ConfigError
-from tools.datasets import DATASETS_ENV_VAR as DATASETS_ENV
-from tools.datasets import datasets_dir
+from tierflow.model_tiers.errors import ConfigError
+from tierflow.tools.datasets import DATASETS_ENV_VAR as DATASETS_ENV
+from tierflow.tools.datasets import datasets_dir
 
 __all__ = ["DATASETS_ENV", "datasets_root", "resolve_dataset_path"]
 

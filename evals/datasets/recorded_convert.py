@@ -4,8 +4,8 @@ The JSONL format (model_tiers/providers/recorded.py) holds the outcomes of any l
 models per case; the replay provider answers from it and users log their own traffic in
 it. RouteLLM ships two CSV layouts::
 
-    python -m evals.datasets.recorded_convert routellm-gsm8k SRC.csv OUT.jsonl
-    python -m evals.datasets.recorded_convert routellm-mmlu SRC_DIR_OR_CSV OUT.jsonl
+    python -m tierflow.evals.datasets.recorded_convert routellm-gsm8k SRC.csv OUT.jsonl
+    python -m tierflow.evals.datasets.recorded_convert routellm-mmlu SRC_DIR_OR_CSV OUT.jsonl
 
 * ``routellm-gsm8k``: columns ``prompt``, per model ``<model>`` (True/False) and
   ``<model>_response``. One case per row, id ``gsm8k-<row>``; each outcome's ``answer`` is
@@ -34,8 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from model_tiers.errors import ConfigError, TierflowError
-from model_tiers.providers.recorded import RecordedCase, RecordedOutcome, write_recorded
+from tierflow.model_tiers.errors import ConfigError, TierflowError
+from tierflow.model_tiers.providers.recorded import RecordedCase, RecordedOutcome, write_recorded
 
 from .cases import DatasetFormatError
 from .gsm8k import contaminated_prompts
@@ -179,7 +179,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m evals.datasets.recorded_convert", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = _Parser(prog="python -m tierflow.evals.datasets.recorded_convert", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("layout", choices=LAYOUTS, help="the source's layout")
     parser.add_argument("source", type=Path, help="GSM8K: the responses CSV; MMLU: the responses folder or one mmlu_<subject>.csv")
     parser.add_argument("out", type=Path, help="the JSONL file to write")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES
+from tierflow.tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES
 
 from .cases import Case, Dataset, DatasetFormatError, DatasetSource
 from ._files import existing_file, read_json

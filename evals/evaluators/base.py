@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_tiers.errors import TierflowError
+from tierflow.model_tiers.errors import TierflowError
 
 __all__ = [
     "EvaluationResult",

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evals.datasets.bfcl import ExpectedCall, FunctionCallCase, FunctionDoc, tool_safe_name
+from tierflow.evals.datasets.bfcl import ExpectedCall, FunctionCallCase, FunctionDoc, tool_safe_name
 
 from .base import EvaluationError, EvaluationResult, verdict
 

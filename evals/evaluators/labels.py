@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from evals.datasets.intents import IntentCase
+from tierflow.evals.datasets.intents import IntentCase
 
 from .base import EvaluationResult, precision_recall_f1, verdict
 

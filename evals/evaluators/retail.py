@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evals.datasets.tau2 import RetailTaskCase
-from model_tiers.errors import ConfigError
+from tierflow.evals.datasets.tau2 import RetailTaskCase
+from tierflow.model_tiers.errors import ConfigError
 
 from .base import EvaluationResult, verdict
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evals.datasets.slots import SlotCase
+from tierflow.evals.datasets.slots import SlotCase
 
 from .base import EvaluationError, EvaluationResult, precision_recall_f1
 

@@ -7,9 +7,9 @@ cost_quality.png into the run folder. The suites themselves live in `evals.suite
 
 from __future__ import annotations
 
-from evals.harness.evaluate import EvalResult, EvalSettings, default_out_dir, effective_tier_config, run_eval
-from evals.harness.policies import BASE_POLICIES, SWEEP, Policy, parse_policy, resolve_policies, threshold_policy
-from evals.harness.records import (
+from tierflow.evals.harness.evaluate import EvalResult, EvalSettings, default_out_dir, effective_tier_config, run_eval
+from tierflow.evals.harness.policies import BASE_POLICIES, SWEEP, Policy, parse_policy, resolve_policies, threshold_policy
+from tierflow.evals.harness.records import (
     AttemptTrace,
     CaseRecord,
     ChatTurn,
@@ -18,10 +18,10 @@ from evals.harness.records import (
     RunManifest,
     StepTrace,
 )
-from evals.harness.report import EvalReport, LedgerRow, PolicyMetrics, VerifierScore, build_report, write_report
-from evals.harness.runner import PromptRecorder, RunCounts, run_case, run_cases
-from evals.harness.stats import Estimate, bootstrap_estimate, percentile, precision_recall, proportion, wilson_interval
-from evals.harness.suite import Aggregate, GraphOutcome, StepTruth, Suite, on_output_field
+from tierflow.evals.harness.report import EvalReport, LedgerRow, PolicyMetrics, VerifierScore, build_report, write_report
+from tierflow.evals.harness.runner import PromptRecorder, RunCounts, run_case, run_cases
+from tierflow.evals.harness.stats import Estimate, bootstrap_estimate, percentile, precision_recall, proportion, wilson_interval
+from tierflow.evals.harness.suite import Aggregate, GraphOutcome, StepTruth, Suite, on_output_field
 
 __all__ = [
     "Aggregate",

@@ -12,17 +12,17 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from evals.datasets import Dataset
-from evals.harness.policies import Policy
-from evals.harness.records import ResultStore, RunManifest
-from evals.harness.report import EvalReport, build_report, write_report
-from evals.harness.runner import RunCounts, run_cases
-from evals.harness.suite import Suite
-from graphs.catalog import resolve_graph
-from model_tiers import ConfigError, TierConfig, TierRegistry, load_tier_config
-from model_tiers.call_cache import CALL_CACHE_FILE, SQLiteCallCache
-from model_tiers.providers.replay import replayed_from
-from model_tiers.home import home_dir
+from tierflow.evals.datasets import Dataset
+from tierflow.evals.harness.policies import Policy
+from tierflow.evals.harness.records import ResultStore, RunManifest
+from tierflow.evals.harness.report import EvalReport, build_report, write_report
+from tierflow.evals.harness.runner import RunCounts, run_cases
+from tierflow.evals.harness.suite import Suite
+from tierflow.graphs.catalog import resolve_graph
+from tierflow.model_tiers import ConfigError, TierConfig, TierRegistry, load_tier_config
+from tierflow.model_tiers.call_cache import CALL_CACHE_FILE, SQLiteCallCache
+from tierflow.model_tiers.providers.replay import replayed_from
+from tierflow.model_tiers.home import home_dir
 
 __all__ = ["EvalSettings", "EvalResult", "run_eval", "default_out_dir", "effective_tier_config"]
 

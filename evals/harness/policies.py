@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from model_tiers import ConfigError, TierRunContext
+from tierflow.model_tiers import ConfigError, TierRunContext
 
 __all__ = ["Policy", "BASE_POLICIES", "SWEEP", "parse_policy", "resolve_policies", "threshold_policy"]
 

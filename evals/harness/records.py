@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evals.evaluators.base import EvaluationResult
-from model_tiers import ConfigError, TierflowError, redact
+from tierflow.evals.evaluators.base import EvaluationResult
+from tierflow.model_tiers import ConfigError, TierflowError, redact
 
 __all__ = [
     "ChatTurn",

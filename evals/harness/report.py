@@ -21,11 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from evals.datasets import Case, Dataset
-from evals.harness.policies import Policy
-from evals.harness.records import CaseRecord, RunManifest, utc_now
-from evals.harness.stats import Estimate, bootstrap_estimate, percentile, precision_recall, proportion
-from evals.harness.suite import Suite
+from tierflow.evals.datasets import Case, Dataset
+from tierflow.evals.harness.policies import Policy
+from tierflow.evals.harness.records import CaseRecord, RunManifest, utc_now
+from tierflow.evals.harness.stats import Estimate, bootstrap_estimate, percentile, precision_recall, proportion
+from tierflow.evals.harness.suite import Suite
 
 __all__ = [
     "VerifierScore",

@@ -39,12 +39,12 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.types import Command
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from evals.datasets import Case, Dataset
-from evals.evaluators.base import EvaluationError, run_evaluator
-from evals.harness.policies import Policy
-from evals.harness.records import AttemptTrace, CaseRecord, ChatTurn, ResultStore, StepTrace
-from evals.harness.suite import GraphOutcome, Suite
-from model_tiers import ConfigError
+from tierflow.evals.datasets import Case, Dataset
+from tierflow.evals.evaluators.base import EvaluationError, run_evaluator
+from tierflow.evals.harness.policies import Policy
+from tierflow.evals.harness.records import AttemptTrace, CaseRecord, ChatTurn, ResultStore, StepTrace
+from tierflow.evals.harness.suite import GraphOutcome, Suite
+from tierflow.model_tiers import ConfigError
 
 __all__ = ["PromptRecorder", "RunCounts", "build_step_traces", "run_case", "run_cases", "to_chat_turns", "jsonable"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from evals.datasets import Case, Dataset
-from evals.evaluators.base import EvaluationResult, evaluator_name, run_evaluator
+from tierflow.evals.datasets import Case, Dataset
+from tierflow.evals.evaluators.base import EvaluationResult, evaluator_name, run_evaluator
 
 __all__ = [
     "OutcomeStatus",
@@ -184,11 +184,11 @@ class Suite:
         if split is None:
             return self.load(path, limit, seed)
         if self.load_split is None:
-            from model_tiers import ConfigError
+            from tierflow.model_tiers import ConfigError
 
             raise ConfigError(f"suite '{self.name}' reads one split; --split applies to suites with several (clinc150)")
         if split not in self.splits:
-            from model_tiers import ConfigError
+            from tierflow.model_tiers import ConfigError
 
             raise ConfigError(f"suite '{self.name}' has no split '{split}'; its splits: {', '.join(self.splits)}")
         return self.load_split(path, limit, seed, split)

@@ -7,20 +7,20 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model_tiers import ConfigError
+from tierflow.model_tiers import ConfigError
 
 if TYPE_CHECKING:  # the suites import the eval stack; naming graphs with suites must not
-    from evals.harness.suite import Suite
+    from tierflow.evals.harness.suite import Suite
 
 __all__ = ["SUITE_MODULES", "suites_for", "get_suite", "graphs_with_suites"]
 
 SUITE_MODULES: dict[str, str] = {
-    "ticket_triage": "evals.suites.ticket_triage",
-    "slot_extraction": "evals.suites.slot_extraction",
-    "math_qa": "evals.suites.math_qa",
-    "order_agent": "evals.suites.order_agent",
-    "function_calling": "evals.suites.function_calling",
-    "recorded": "evals.suites.recorded",
+    "ticket_triage": "tierflow.evals.suites.ticket_triage",
+    "slot_extraction": "tierflow.evals.suites.slot_extraction",
+    "math_qa": "tierflow.evals.suites.math_qa",
+    "order_agent": "tierflow.evals.suites.order_agent",
+    "function_calling": "tierflow.evals.suites.function_calling",
+    "recorded": "tierflow.evals.suites.recorded",
 }
 
 

@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evals.datasets import Case, FunctionCallDataset, default_dataset_file, load_bfcl
-from evals.evaluators import FunctionCallMatch
-from evals.evaluators.base import EvaluationResult, verdict
-from evals.harness.suite import GraphOutcome, StepTruth, Suite
-from model_tiers import ConfigError
+from tierflow.evals.datasets import Case, FunctionCallDataset, default_dataset_file, load_bfcl
+from tierflow.evals.evaluators import FunctionCallMatch
+from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
+from tierflow.model_tiers import ConfigError
 
 __all__ = ["SUITES", "BFCL", "calls_output", "call_is_correct", "bfcl_input"]
 

@@ -16,7 +16,7 @@ recorded grade, else its number against the reference; unknown when neither appl
 
 No threshold sweep: the verifier-score threshold of math_qa is a build option
 (`build(min_score=...)`), not part of the run context, and the solution reports no
-confidence; `python -m evals.bench.replay_gsm8k` sweeps it.
+confidence; `python -m tierflow.evals.bench.replay_gsm8k` sweeps it.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evals.datasets import Case, MathDataset, default_dataset_file, load_routellm_gsm8k
-from evals.evaluators import MathAnswerCorrect
-from evals.evaluators.base import EvaluationResult, verdict
-from evals.harness.suite import GraphOutcome, StepTruth, Suite
+from tierflow.evals.datasets import Case, MathDataset, default_dataset_file, load_routellm_gsm8k
+from tierflow.evals.evaluators import MathAnswerCorrect
+from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
 
 __all__ = ["SUITES", "ROUTELLM_GSM8K", "math_output", "AnswerCorrect", "solve_is_correct", "verified"]
 

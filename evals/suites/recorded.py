@@ -11,7 +11,7 @@ Step ground truth for `answer`: the same, for each candidate's model, so `tierfl
 calibrate` learns from a run of this suite when the slm can be trusted, or (with no answer
 text, as in RouteLLM's MMLU file) which inputs to route past it.
 
-Convert RouteLLM's files with ``python -m evals.datasets.recorded_convert``; cases marked
+Convert RouteLLM's files with ``python -m tierflow.evals.datasets.recorded_convert``; cases marked
 ``"contaminated": true`` are dropped (as RouteLLM's evaluator drops them).
 """
 
@@ -23,12 +23,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from evals.datasets.cases import Case, Dataset, DatasetSource
-from evals.evaluators.base import EvaluationResult, verdict
-from evals.harness.suite import GraphOutcome, StepTruth, Suite
-from graphs.recorded import request_for
-from model_tiers import ConfigError
-from model_tiers.providers.recorded import read_recorded
+from tierflow.evals.datasets.cases import Case, Dataset, DatasetSource
+from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
+from tierflow.graphs.recorded import request_for
+from tierflow.model_tiers import ConfigError
+from tierflow.model_tiers.providers.recorded import read_recorded
 
 __all__ = ["SUITES", "RECORDED", "RecordedInputs", "RecordedExpected", "load_recorded_cases"]
 

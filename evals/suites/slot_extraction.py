@@ -24,10 +24,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evals.datasets import RESTAURANT8K_SLOTS, Case, SlotDataset, default_dataset_file, load_restaurant8k
-from evals.evaluators import SlotExactMatch, normalise_slot_value, slot_f1, slot_match
-from evals.evaluators.base import EvaluationResult, verdict
-from evals.harness.suite import Aggregate, GraphOutcome, StepTruth, Suite, on_output_field
+from tierflow.evals.datasets import RESTAURANT8K_SLOTS, Case, SlotDataset, default_dataset_file, load_restaurant8k
+from tierflow.evals.evaluators import SlotExactMatch, normalise_slot_value, slot_f1, slot_match
+from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.harness.suite import Aggregate, GraphOutcome, StepTruth, Suite, on_output_field
 
 __all__ = ["SUITES", "RESTAURANT8K", "slots_output", "SlotValueMatch", "extract_is_correct"]
 

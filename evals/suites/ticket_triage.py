@@ -29,16 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evals.datasets import Case, IntentCase, IntentDataset, default_dataset_file, load_banking77, load_clinc150
-from evals.datasets.intents import by_label
-from evals.evaluators import ExactLabel
-from evals.evaluators.base import EvaluationResult, verdict
-from evals.harness.stats import macro_f1_score
-from evals.harness.suite import Aggregate, GraphOutcome, StepTruth, Suite, on_output_field
-from graphs.ticket_triage import OUT_OF_SCOPE
-from model_tiers import ConfigError
-from tools.helpdesk import Helpdesk
-from tools.knowledge_base import KnowledgeBase
+from tierflow.evals.datasets import Case, IntentCase, IntentDataset, default_dataset_file, load_banking77, load_clinc150
+from tierflow.evals.datasets.intents import by_label
+from tierflow.evals.evaluators import ExactLabel
+from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.harness.stats import macro_f1_score
+from tierflow.evals.harness.suite import Aggregate, GraphOutcome, StepTruth, Suite, on_output_field
+from tierflow.graphs.ticket_triage import OUT_OF_SCOPE
+from tierflow.model_tiers import ConfigError
+from tierflow.tools.helpdesk import Helpdesk
+from tierflow.tools.knowledge_base import KnowledgeBase
 
 __all__ = ["SUITES", "BANKING77", "CLINC150", "triage_output", "routed_away", "CLINC_BANK_DOMAINS"]
 

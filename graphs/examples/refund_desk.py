@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.spec import Check, StepInput
-from agents.workers import classifier, default_plan, extractor, writer
-from graphs.builder import Workflow
+from tierflow.agents.spec import Check, StepInput
+from tierflow.agents.workers import classifier, default_plan, extractor, writer
+from tierflow.graphs.builder import Workflow
 
 __all__ = ["WORKFLOW", "Refund", "Reply"]
 

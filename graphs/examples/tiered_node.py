@@ -1,6 +1,6 @@
 """A hand-written LangGraph graph with tierflow steps as two of its nodes.
 
-    python -m graphs.examples.tiered_node "I was charged twice for my coffee yesterday"
+    python -m tierflow.graphs.examples.tiered_node "I was charged twice for my coffee yesterday"
 
 `classify` and `extract` are tiered, verified steps (slm first, checks, retry, escalation,
 human review at the top); `route` and `answer` are plain Python nodes of the user's graph.
@@ -20,9 +20,9 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from agents.workers import classifier, extractor
-from graphs.tiered_step import tiered_step
-from model_tiers import TierRegistry, summarize
+from tierflow.agents.workers import classifier, extractor
+from tierflow.graphs.tiered_step import tiered_step
+from tierflow.model_tiers import TierRegistry, summarize
 
 __all__ = ["SupportState", "build", "main"]
 

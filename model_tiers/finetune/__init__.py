@@ -5,9 +5,9 @@ that `tierflow export-finetune` writes. torch, transformers, peft and gguf are i
 when training starts (the `finetune` extra).
 """
 
-from model_tiers.finetune.data import TrainingDataError, TrainingExample, load_training_file, write_training_file
-from model_tiers.finetune.lora import LoraSettings
-from model_tiers.finetune.run import FinetuneResult, finetune
+from tierflow.model_tiers.finetune.data import TrainingDataError, TrainingExample, load_training_file, write_training_file
+from tierflow.model_tiers.finetune.lora import LoraSettings
+from tierflow.model_tiers.finetune.run import FinetuneResult, finetune
 
 __all__ = [
     "TrainingDataError",

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError
 
 __all__ = [
     "ChatTurn",
@@ -182,7 +182,7 @@ class PromptRenderer:
     def __init__(self, model: str, *, describe_schema: bool) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from model_tiers.providers.embedded import _llama_cpp, fold_system, resolve_model_path
+        from tierflow.model_tiers.providers.embedded import _llama_cpp, fold_system, resolve_model_path
 
         path, chat_format, fold = resolve_model_path(model)
         self._vocab = _llama_cpp().Llama(model_path=str(path), vocab_only=True, verbose=False)
@@ -203,7 +203,7 @@ class PromptRenderer:
         self.metadata = dict(self._vocab.metadata)
 
     def prompt_text(self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]] | None, tool_choice: Any) -> tuple[str, str | None]:
-        from model_tiers.providers.embedded import embedded_chat
+        from tierflow.model_tiers.providers.embedded import embedded_chat
 
         chat, _, forced = embedded_chat(messages, tools, tool_choice, describe_schema=self.describe_schema)
         if self._fold is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError
 
 __all__ = ["write_gguf_adapter", "SUPPORTED_ARCHITECTURES", "permute_rows"]
 

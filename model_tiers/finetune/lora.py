@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_tiers.errors import ConfigError, MissingDependency
-from model_tiers.finetune.data import TokenizedExample
+from tierflow.model_tiers.errors import ConfigError, MissingDependency
+from tierflow.model_tiers.finetune.data import TokenizedExample
 
 __all__ = ["LoraSettings", "TrainingRun", "load_base_model", "train_lora", "TARGET_MODULES", "examples_digest", "quiet_peft"]
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from model_tiers.errors import ConfigError
-from model_tiers.finetune.data import PromptRenderer, TrainingDataError, TrainingExample, write_training_file
-from model_tiers.finetune.gguf_adapter import SUPPORTED_ARCHITECTURES, write_gguf_adapter
-from model_tiers.finetune.lora import LoraSettings, load_base_model, quiet_peft, train_lora
-from model_tiers.spec import TierSpec
+from tierflow.model_tiers.errors import ConfigError
+from tierflow.model_tiers.finetune.data import PromptRenderer, TrainingDataError, TrainingExample, write_training_file
+from tierflow.model_tiers.finetune.gguf_adapter import SUPPORTED_ARCHITECTURES, write_gguf_adapter
+from tierflow.model_tiers.finetune.lora import LoraSettings, load_base_model, quiet_peft, train_lora
+from tierflow.model_tiers.spec import TierSpec
 
 __all__ = ["FinetuneResult", "finetune", "prompt_mode_of", "tier_entry"]
 
@@ -75,7 +75,7 @@ def tier_entry(base: TierSpec, name: str, adapter: Path, prompt: str, modelfile:
         f"{_toml_value(base.capabilities.structured_output)}, context_window = {base.capabilities.context_window} }}",
         "# Soft (heuristic) checks were made for a general model's mistakes. Where they flag this",
         "# tier's right answers and the next tier is no better on what they flag (measure it on",
-        "# held-out cases, as python -m evals.bench.finetune does), set: soft_checks = false",
+        "# held-out cases, as python -m tierflow.evals.bench.finetune does), set: soft_checks = false",
         "",
         f"# The same adapter served by Ollama, after `ollama create {name} -f {modelfile.resolve()}`:",
         "# [[tiers]]",
@@ -99,8 +99,8 @@ def finetune(
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> FinetuneResult:
     """Train a LoRA adapter for `base`'s model on `examples` and write the output folder."""
-    from model_tiers.providers.model_files import MODEL_FILES, sha256_of
-    from model_tiers.providers.embedded import resolve_model_path
+    from tierflow.model_tiers.providers.model_files import MODEL_FILES, sha256_of
+    from tierflow.model_tiers.providers.embedded import resolve_model_path
 
     if base.provider != "embedded":
         raise ConfigError(f"tier '{base.name}' is a {base.provider} tier; fine-tuning starts from an embedded tier's GGUF file")

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 from langchain_core.language_models import BaseChatModel
 
-from model_tiers.errors import ConfigError, MissingCredential, MissingDependency
-from model_tiers.secrets import register_secret
-from model_tiers.spec import TierSpec
+from tierflow.model_tiers.errors import ConfigError, MissingCredential, MissingDependency
+from tierflow.model_tiers.secrets import register_secret
+from tierflow.model_tiers.spec import TierSpec
 
 __all__ = ["build_chat_model", "DEFAULT_OLLAMA_URL", "api_key_for", "key_env_of"]
 
@@ -79,7 +79,7 @@ def _build_openai(spec: TierSpec, env: Mapping[str, str]) -> BaseChatModel:
 
 
 def _build_embedded(spec: TierSpec) -> BaseChatModel:
-    from model_tiers.providers.embedded import EmbeddedChatModel
+    from tierflow.model_tiers.providers.embedded import EmbeddedChatModel
 
     known = {"n_ctx", "n_threads"}
     unknown = set(spec.options) - known
@@ -110,11 +110,11 @@ def build_chat_model(spec: TierSpec, *, env: Mapping[str, str] | None = None) ->
     if spec.provider == "embedded":
         return _build_embedded(spec)
     if spec.provider == "scripted":
-        from model_tiers.testing import scripted_model_from_options
+        from tierflow.model_tiers.testing import scripted_model_from_options
 
         return scripted_model_from_options(spec.name, spec.options)
     if spec.provider == "replay":
-        from model_tiers.providers.replay import replay_model_from_options
+        from tierflow.model_tiers.providers.replay import replay_model_from_options
 
         return replay_model_from_options(spec.name, spec.options)
     raise ConfigError(f"tier '{spec.name}': unknown provider '{spec.provider}'")

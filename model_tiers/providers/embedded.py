@@ -35,11 +35,11 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
-from model_tiers.errors import ConfigError, MissingDependency
-from model_tiers.ledger import CONFIDENCE_KEY
-from model_tiers.providers.logprobs import confidence_from_openai_logprobs
-from model_tiers.providers.model_files import MODEL_FILES, check_adapter_file, verified_model_path
-from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name
+from tierflow.model_tiers.errors import ConfigError, MissingDependency
+from tierflow.model_tiers.ledger import CONFIDENCE_KEY
+from tierflow.model_tiers.providers.logprobs import confidence_from_openai_logprobs
+from tierflow.model_tiers.providers.model_files import MODEL_FILES, check_adapter_file, verified_model_path
+from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name
 
 T = TypeVar("T")
 

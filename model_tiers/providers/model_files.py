@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_tiers.errors import ConfigError, MissingDependency
+from tierflow.model_tiers.errors import ConfigError, MissingDependency
 
 __all__ = [
     "check_adapter_file",

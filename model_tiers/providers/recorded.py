@@ -2,7 +2,7 @@
 
 Users replay their own logged traffic with it (the ``replay`` provider reads any recording
 whose path ends in ``.jsonl``), and RouteLLM's CSVs convert to it
-(``python -m evals.datasets.recorded_convert``). One JSON object per line; blank lines are
+(``python -m tierflow.evals.datasets.recorded_convert``). One JSON object per line; blank lines are
 allowed::
 
     {"id": "gsm8k-0", "input": "<the question / prompt text>",
@@ -37,8 +37,8 @@ from pathlib import Path
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from model_tiers.errors import ConfigError
-from model_tiers.providers.replay import RecordingMiss, match_question, normalize_question
+from tierflow.model_tiers.errors import ConfigError
+from tierflow.model_tiers.providers.replay import RecordingMiss, match_question, normalize_question
 
 __all__ = [
     "RecordedOutcome",

@@ -15,7 +15,7 @@ Tier options (``[tiers.options]`` in a tiers file)::
     response_column = "..."                                   # optional, CSV only, overrides the above
     question_column = "prompt"                                # optional, CSV only
     fields = { solution = "response", final_answer = "final_number" }
-    final_number = "evals.datasets.numbers:extract_final_number"
+    final_number = "tierflow.evals.datasets.numbers:extract_final_number"
 
 Structured output (a forced tool call) is filled from ``fields``: each schema field maps
 to a source, ``response`` (the recorded text), ``final_number`` (the number the
@@ -23,8 +23,8 @@ to a source, ``response`` (the recorded text), ``final_number`` (the number the
 ``correct`` (the recorded grade as ``"true"``/``"false"``; empty when not recorded: a CSV
 grades in the column named after the model). The parser is named in configuration, not
 imported here, because model_tiers imports nothing else of tierflow. Relative recordings
-resolve under ``$TIERFLOW_DATASETS`` else ``<repo>/../shared/datasets`` (the rule of
-tools/datasets.py, restated for that reason).
+resolve under the datasets folder (``model_tiers.home.datasets_dir``: ``$TIERFLOW_DATASETS``,
+else ``../shared/datasets``).
 
 A CSV holds no token counts, so usage is estimated: ``estimate_tokens`` (4 characters
 per token, the ledger's rule) of the prompt actually sent, and of the recorded response
@@ -52,13 +52,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
-from model_tiers.errors import ConfigError
-from model_tiers.ledger import CONFIDENCE_KEY, estimate_tokens
-from model_tiers.spec import TierConfig
-from model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
+from tierflow.model_tiers.errors import ConfigError
+from tierflow.model_tiers.home import DATASETS_ENV_VAR, datasets_dir
+from tierflow.model_tiers.ledger import CONFIDENCE_KEY, estimate_tokens
+from tierflow.model_tiers.spec import TierConfig
+from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
 
 if TYPE_CHECKING:  # recorded.py imports this module; ReplayChatModel imports it on first use
-    from model_tiers.providers.recorded import RecordedFile
+    from tierflow.model_tiers.providers.recorded import RecordedFile
 
 __all__ = [
     "replayed_from",
@@ -73,12 +74,9 @@ __all__ = [
     "resolve_recording_path",
 ]
 
-DATASETS_ENV_VAR = "TIERFLOW_DATASETS"
 FIELD_SOURCES = ("response", "final_number", "correct")
 _FENCED = re.compile(r"<<<\s*(.*?)\s*>>>", re.S)
 _KNOWN_OPTIONS = {"recording", "model", "response_column", "question_column", "fields", "final_number"}
-# model_tiers/providers/replay.py -> parents[2] is the repository root.
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class RecordingMiss(ConfigError):
@@ -181,9 +179,7 @@ def resolve_recording_path(recording: str, env: Mapping[str, str] | None = None)
     environ = os.environ if env is None else env
     candidate = Path(recording).expanduser()
     if not candidate.is_absolute():
-        configured = environ.get(DATASETS_ENV_VAR, "").strip()
-        base = Path(configured).expanduser() if configured else _REPO_ROOT.parent / "shared" / "datasets"
-        candidate = base / candidate
+        candidate = datasets_dir(environ) / candidate
     if not candidate.is_file():
         raise ConfigError(
             f"replay recording not found at {candidate}; give options.recording as an absolute path "
@@ -267,7 +263,7 @@ class ReplayChatModel(ToolCallingChatModel):
 
     def recorded(self) -> RecordedFile:
         """The JSONL recording (model_tiers.providers.recorded), loaded on first use."""
-        from model_tiers.providers.recorded import load_recorded  # recorded.py imports this module
+        from tierflow.model_tiers.providers.recorded import load_recorded  # recorded.py imports this module
 
         with self._lock:
             if self._recorded is None:
@@ -414,7 +410,7 @@ def replay_model_from_options(tier: str, options: Mapping[str, Any], env: Mappin
         if not options.get("final_number"):
             raise ConfigError(
                 f"tier '{tier}': options.fields uses 'final_number', so options.final_number must name "
-                "the parser, e.g. 'evals.datasets.numbers:extract_final_number'"
+                "the parser, e.g. 'tierflow.evals.datasets.numbers:extract_final_number'"
             )
         parser = _import_function(str(options["final_number"]), tier)
     return ReplayChatModel(

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from model_tiers import ROLES, TierConfig, config_from_mapping
-from model_tiers.providers.embedded import resolve_model_path
+from tierflow.model_tiers import ROLES, TierConfig, config_from_mapping
+from tierflow.model_tiers.providers.embedded import resolve_model_path
 from tests.servers.process import LOOPBACK, ServerProcess, free_port, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ from typing import Any
 
 from langgraph.checkpoint.postgres import PostgresSaver
 
-from graphs import ticket_triage
-from tools.helpdesk import FiledTicket, Helpdesk
+from tierflow.graphs import ticket_triage
+from tierflow.tools.helpdesk import FiledTicket, Helpdesk
 
 __all__ = ["StallAfterFiling", "main"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from model_tiers.testing import scripted_ladder_toml, tool_call
+from tierflow.model_tiers.testing import scripted_ladder_toml, tool_call
 
 __all__ = [
     "DECLINED",

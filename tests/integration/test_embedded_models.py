@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from model_tiers import TierRegistry, TierUnreachable
-from model_tiers.providers import embedded
+from tierflow.model_tiers import TierRegistry, TierUnreachable
+from tierflow.model_tiers.providers import embedded
 from tests.integration.provider_probes import TOOLS, TicketTriage
 
 TICKET = (

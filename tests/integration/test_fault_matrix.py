@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from graphs import function_calling, math_qa, order_agent, slot_extraction, ticket_triage
-from model_tiers import TierRegistry, config_from_mapping
+from tierflow.graphs import function_calling, math_qa, order_agent, slot_extraction, ticket_triage
+from tierflow.model_tiers import TierRegistry, config_from_mapping
 from tests.servers.openai_faults import FAULTS, FaultServer, fault_server
 from tests.servers.process import LOOPBACK, free_port
 from tests.unit.retail_fixtures import built_db, source_path  # noqa: F401 - fixtures are used by name
-from tools.retail import RetailDB, copy_retail_db
+from tierflow.tools.retail import RetailDB, copy_retail_db
 
 SLM, FRONTIER = "slm-model", "frontier-model"
 KEY_ENV = "TIERFLOW_FAULT_TEST_KEY"

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.bench.finetune import TASKS, step_on
-from evals.datasets.intents import IntentCase, IntentExpected, IntentInputs
-from evals.finetune import step_examples
-from evals.suites.ticket_triage import BANKING77
-from model_tiers.config import load_tier_config
-from model_tiers.finetune import LoraSettings, finetune
-from model_tiers.finetune.data import PromptRenderer
-from model_tiers.registry import TierRegistry
+from tierflow.evals.bench.finetune import TASKS, step_on
+from tierflow.evals.datasets.intents import IntentCase, IntentExpected, IntentInputs
+from tierflow.evals.finetune import step_examples
+from tierflow.evals.suites.ticket_triage import BANKING77
+from tierflow.model_tiers.config import load_tier_config
+from tierflow.model_tiers.finetune import LoraSettings, finetune
+from tierflow.model_tiers.finetune.data import PromptRenderer
+from tierflow.model_tiers.registry import TierRegistry
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -141,7 +141,7 @@ def test_the_trained_prompt_is_the_served_prompt_token_for_token(trained: dict) 
     tuned = base.model_copy(update={"name": "slm-ft", "adapter": str(out / "adapter.gguf"), "prompt": "compact"})
     config = load_tier_config(None, env={})
     registry = TierRegistry(config.model_copy(update={"tiers": [base, tuned, config.frontier]}))
-    from evals.finetune import step_of
+    from tierflow.evals.finetune import step_of
 
     spec = step_of("ticket_triage", "classify")
     reply = registry.call("slm-ft", example.prompt_messages(), schema=spec.output_model)
@@ -153,9 +153,9 @@ def test_llama_cpp_adapter_and_merged_torch_model_agree_on_the_next_token(tmp_pa
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from model_tiers.finetune.gguf_adapter import write_gguf_adapter
-    from model_tiers.finetune.lora import TARGET_MODULES, load_base_model
-    from model_tiers.providers.embedded import _llama_cpp, resolve_model_path
+    from tierflow.model_tiers.finetune.gguf_adapter import write_gguf_adapter
+    from tierflow.model_tiers.finetune.lora import TARGET_MODULES, load_base_model
+    from tierflow.model_tiers.providers.embedded import _llama_cpp, resolve_model_path
 
     path, _, _ = resolve_model_path(MODEL)
     torch.manual_seed(0)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from model_tiers.providers import embedded
-from model_tiers.providers.model_files import (
+from tierflow.model_tiers.providers import embedded
+from tierflow.model_tiers.providers.model_files import (
     MODEL_FILES,
     ModelFile,
     ModelFileCorrupt,
@@ -112,7 +112,7 @@ def test_doctor_names_the_corrupt_file_and_exits_non_zero(empty_cache: Path) -> 
     empty_cache.mkdir()
     (empty_cache / MODEL_FILES[QWEN].filename).write_bytes(b"not a model")
     out = subprocess.run(
-        [sys.executable, "-m", "evals.cli", "doctor", "--no-probe"],
+        [sys.executable, "-m", "tierflow.cli", "doctor", "--no-probe"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"},
     )
     assert out.returncode == 1, out.stdout + out.stderr

@@ -15,7 +15,7 @@ import ollama
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from model_tiers import TierMisconfigured, TierRegistry, Usage
+from tierflow.model_tiers import TierMisconfigured, TierRegistry, Usage
 from tests.integration.provider_probes import TOOLS, TicketTriage, lookup_order
 from tests.servers.process import ServerProcess
 

@@ -14,7 +14,7 @@ import openai
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from model_tiers import TierRegistry, TierUnreachable, Usage
+from tierflow.model_tiers import TierRegistry, TierUnreachable, Usage
 from tests.conftest import REPO_ROOT
 from tests.integration.provider_probes import TOOLS, TicketTriage, lookup_order
 from tests.servers.process import ServerProcess
@@ -119,8 +119,8 @@ def test_the_function_calling_graph_over_the_server(llama_cpp_server: ServerProc
     the server's reported tokens."""
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from agents.client_tools import call_problem, parse_functions
-    from graphs.function_calling import build
+    from tierflow.agents.client_tools import call_problem, parse_functions
+    from tierflow.graphs.function_calling import build
 
     tier = openai_tier(llama_cpp_server)
     tier["capabilities"] = {**tier["capabilities"], "tool_choice": "named"}
@@ -139,7 +139,7 @@ def test_the_function_calling_graph_over_the_server(llama_cpp_server: ServerProc
 def test_doctor_finds_a_server_that_only_calls_named_tools(llama_cpp_server: ServerProcess, make_tier_config: Any) -> None:
     """llama_cpp.server answers "required" in text: doctor says so and names the fix; with
     `tool_choice = "named"` declared, the same probe goes through select-then-call."""
-    from model_tiers.doctor import diagnose
+    from tierflow.model_tiers.doctor import diagnose
 
     auto = openai_tier(llama_cpp_server)
     [check] = diagnose(make_tier_config(auto), env={})

@@ -16,12 +16,12 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from agents.spec import PlanItem, StepInput
-from graphs.order_agent import CustomerReply, build
-from graphs.order_agent_checks import ORDER_CHECKS
-from model_tiers import TierRegistry, TierRunContext, load_tier_config
-from tools.datasets import dataset_file
-from tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES, RetailDB, build_retail_db, call_retail_tool, copy_retail_db
+from tierflow.agents.spec import PlanItem, StepInput
+from tierflow.graphs.order_agent import CustomerReply, build
+from tierflow.graphs.order_agent_checks import ORDER_CHECKS
+from tierflow.model_tiers import TierRegistry, TierRunContext, load_tier_config
+from tierflow.tools.datasets import dataset_file
+from tierflow.tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES, RetailDB, build_retail_db, call_retail_tool, copy_retail_db
 
 
 # A tool call or a short reply fits in 128 tokens; a degenerate decode stops sooner.

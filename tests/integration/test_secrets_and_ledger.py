@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from graphs import slot_extraction, ticket_triage
-from model_tiers import TierRegistry, config_from_mapping
+from tierflow.graphs import slot_extraction, ticket_triage
+from tierflow.model_tiers import TierRegistry, config_from_mapping
 from tests.conftest import REPO_ROOT
 from tests.servers.openai_faults import FaultServer, fault_server
 
@@ -52,7 +52,7 @@ def echoing_server() -> Iterator[FaultServer]:
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "evals.cli", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S
+        [sys.executable, "-m", "tierflow.cli", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S
     )
 
 

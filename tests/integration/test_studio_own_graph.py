@@ -25,7 +25,7 @@ def test_a_users_file_graph_is_served_and_runs(tmp_path: Path) -> None:
     env |= {"TIERFLOW_TIERS": str(tiers), "TIERFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO_ROOT)}
     port = free_port()
     (tmp_path / "server").mkdir()
-    argv = ["python", "-m", "evals.cli", "studio", "graphs/examples/refund_desk.py:WORKFLOW",
+    argv = ["python", "-m", "tierflow.cli", "studio", "graphs/examples/refund_desk.py:WORKFLOW",
             "--port", str(port), "--workdir", str(tmp_path / "server")]
     with running_server(
         "tierflow studio (own graph)", argv, port=port, log_path=tmp_path / "studio.log", ready_path="/ok",

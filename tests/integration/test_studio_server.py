@@ -22,8 +22,8 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from graphs.catalog import graph_names, load_graph_module
-from model_tiers import TierRunContext
+from tierflow.graphs.catalog import graph_names, load_graph_module
+from tierflow.model_tiers import TierRunContext
 from tests.integration.studio_scripts import (
     DECLINED,
     DECLINED_LABEL,
@@ -70,7 +70,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     env |= {"TIERFLOW_TIERS": str(tiers), "TIERFLOW_HOME": str(work / "home")}
     port = free_port()
     # --workdir: the server's threads go to tmp, not to the developer's .langgraph_api.
-    argv = ["python", "-m", "evals.cli", "studio", "--port", str(port), "--workdir", str(work / "server")]
+    argv = ["python", "-m", "tierflow.cli", "studio", "--port", str(port), "--workdir", str(work / "server")]
     (work / "server").mkdir()
     with running_server(
         "tierflow studio", argv, port=port, log_path=work / "studio.log", ready_path="/ok",

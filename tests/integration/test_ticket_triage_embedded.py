@@ -9,9 +9,9 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from graphs.ticket_triage import SNIPPET_TAGS, TicketEntities, build, intent_labels
-from model_tiers import TierRunContext
-from tools.helpdesk import Helpdesk
+from tierflow.graphs.ticket_triage import SNIPPET_TAGS, TicketEntities, build, intent_labels
+from tierflow.model_tiers import TierRunContext
+from tierflow.tools.helpdesk import Helpdesk
 
 MESSAGES = {
     "plain": "Hello, I was charged 12.50 EUR twice for the same coffee yesterday. Please refund one of them.",
@@ -31,7 +31,7 @@ HUMAN_VALUES = {
 def graph(tmp_path_factory):
     home = tmp_path_factory.mktemp("triage-home")
     conn = sqlite3.connect(home / "ckpt.sqlite", check_same_thread=False)
-    from tools.knowledge_base import KnowledgeBase
+    from tierflow.tools.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase(home / "kb")
     kb.ingest()

@@ -19,7 +19,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
-from model_tiers import TierRegistry, TierUnreachable
+from tierflow.model_tiers import TierRegistry, TierUnreachable
 from tests.servers.process import LOOPBACK, ServerProcess, ServerStartError, free_port, start_server
 
 TIMEOUT_S = 2.0
@@ -99,7 +99,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`tierflow ARGS` in a fresh interpreter; a wide terminal so rich does not wrap messages."""
     env = {**os.environ, "COLUMNS": "1000", "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "evals.cli", *args],
+        [sys.executable, "-m", "tierflow.cli", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_DEADLINE_S, check=False,
     )
 

@@ -36,7 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model_tiers.providers.embedded import (
+from tierflow.model_tiers.providers.embedded import (
     NO_TOOL,
     EmbeddedEngine,
     get_engine,

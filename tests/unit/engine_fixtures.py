@@ -8,10 +8,10 @@ from typing import Any
 from langchain_core.messages import BaseMessage, SystemMessage
 from pydantic import BaseModel
 
-from agents.workers import classifier, default_plan, extractor, writer
-from graphs.builder import Workflow, build_graph
-from model_tiers import TierRegistry, config_from_mapping
-from model_tiers.testing import ScriptedChatModel
+from tierflow.agents.workers import classifier, default_plan, extractor, writer
+from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.model_tiers import TierRegistry, config_from_mapping
+from tierflow.model_tiers.testing import ScriptedChatModel
 
 ROLES = ("plan", "classify", "extract", "tool", "respond", "judge")
 
@@ -94,9 +94,9 @@ def compile_toy(reg: TierRegistry, checkpointer: Any = None, **kw: Any) -> Any:
 
 from langchain_core.tools import StructuredTool  # noqa: E402
 
-from agents.spec import ToolBox  # noqa: E402
-from agents.workers import tool_caller  # noqa: E402
-from model_tiers import ToolRefusal  # noqa: E402
+from tierflow.agents.spec import ToolBox  # noqa: E402
+from tierflow.agents.workers import tool_caller  # noqa: E402
+from tierflow.model_tiers import ToolRefusal  # noqa: E402
 
 
 class OrderBook:

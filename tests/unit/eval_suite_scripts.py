@@ -59,7 +59,7 @@ _WRITES = frozenset(
 
 
 def _task_of(messages: Sequence[BaseMessage]) -> Any:
-    from evals.datasets import default_dataset_file, load_tau2_retail
+    from tierflow.evals.datasets import default_dataset_file, load_tau2_retail
 
     if not _TASKS:
         for case in load_tau2_retail(default_dataset_file("tau2_retail")).cases:
@@ -82,7 +82,7 @@ def _plan(case: Any, *, writes: bool) -> dict[str, Any]:
 def _order_reply(messages: Sequence[BaseMessage], *, writes: bool, informative: bool) -> Any:
     from langchain_core.messages import SystemMessage
 
-    from model_tiers.testing import tool_call
+    from tierflow.model_tiers.testing import tool_call
 
     system = next(str(m.content) for m in messages if isinstance(m, SystemMessage))
     step = system.split("Order agent step: ", 1)[1].split(".", 1)[0]
@@ -128,7 +128,7 @@ BFCL_FRONTIER: dict[str, Any] = {
 
 
 def _bfcl_reply(table: dict[str, Any], messages: Sequence[BaseMessage]) -> Any:
-    from model_tiers.testing import tool_call
+    from tierflow.model_tiers.testing import tool_call
 
     answer = table[_message(messages)]
     return "No function here fits the request." if answer is None else tool_call(*answer)

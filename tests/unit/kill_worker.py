@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.spec import StepInput
-from agents.workers import action, default_plan
-from graphs.builder import Workflow, build_graph
+from tierflow.agents.spec import StepInput
+from tierflow.agents.workers import action, default_plan
+from tierflow.graphs.builder import Workflow, build_graph
 from tests.unit.engine_fixtures import registry
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from model_tiers.testing import scripted_ladder_toml
+from tierflow.model_tiers.testing import scripted_ladder_toml
 
 
 def _parts(messages: Sequence[BaseMessage]) -> tuple[str, str]:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tools.datasets import dataset_file
-from tools.retail import RetailDB, RetailToolError, build_retail_db, call_retail_tool, copy_retail_db, state_hash
+from tierflow.tools.datasets import dataset_file
+from tierflow.tools.retail import RetailDB, RetailToolError, build_retail_db, call_retail_tool, copy_retail_db, state_hash
 
 __all__ = [
     "ADDRESS",

@@ -8,7 +8,7 @@ import csv
 
 import pytest
 
-from agents.arithmetic import (
+from tierflow.agents.arithmetic import (
     SCORE_PENALTIES,
     UnsafeExpression,
     check_solution,
@@ -19,8 +19,8 @@ from agents.arithmetic import (
     question_numbers_used,
     truncation_reason,
 )
-from evals.datasets.numbers import extract_final_number
-from tools.datasets import dataset_file
+from tierflow.evals.datasets.numbers import extract_final_number
+from tierflow.tools.datasets import dataset_file
 
 
 def claims(solution: str) -> list[tuple[float, float, bool]]:

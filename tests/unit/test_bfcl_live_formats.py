@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from evals.datasets import DatasetFormatError, load_bfcl
-from evals.datasets.bfcl import bfcl_category, bfcl_json_schema
-from evals.evaluators import FunctionCallMatch
-from evals.evaluators.base import run_evaluator
-from model_tiers.errors import ConfigError
+from tierflow.evals.datasets import DatasetFormatError, load_bfcl
+from tierflow.evals.datasets.bfcl import bfcl_category, bfcl_json_schema
+from tierflow.evals.evaluators import FunctionCallMatch
+from tierflow.evals.evaluators.base import run_evaluator
+from tierflow.model_tiers.errors import ConfigError
 
 # --- invented samples -------------------------------------------------------------------
 

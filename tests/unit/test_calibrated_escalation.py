@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from agents.calibration import CalibratedCheck, CalibrationArtifact, Calibrator, Ensemble, ProbabilityModel, Router, StepCalibration
-from graphs.math_qa import build
-from model_tiers import ConfigError, TierRegistry, load_tier_config
+from tierflow.agents.calibration import CalibratedCheck, CalibrationArtifact, Calibrator, Ensemble, ProbabilityModel, Router, StepCalibration
+from tierflow.graphs.math_qa import build
+from tierflow.model_tiers import ConfigError, TierRegistry, load_tier_config
 from tests.cli import tierflow
 from tests.conftest import REPO_ROOT
 from tests.unit.test_math_qa_graph import RIGHT, row_starting

@@ -10,14 +10,14 @@ import math
 import numpy as np
 import pytest
 
-from agents.calibration import CalibratedCheck, CalibrationArtifact, Calibrator, Ensemble, ProbabilityModel, Router, StepCalibration, answer_text, load_calibration
-from agents.signals import attempt_signals, check_scores
-from agents.spec import Check, PlanItem, StepInput, StepKind, StepSpec
-from evals.calibrate.choose import choose, evaluate, outcomes_of
-from evals.calibrate.command import CalibrateOptions, _calibrate_step
-from evals.calibrate.fit import FitSettings, expected_calibration_error, fit_probability, predict
-from evals.calibrate.table import StepSample, StepTable, split_cases
-from model_tiers import ConfigError
+from tierflow.agents.calibration import CalibratedCheck, CalibrationArtifact, Calibrator, Ensemble, ProbabilityModel, Router, StepCalibration, answer_text, load_calibration
+from tierflow.agents.signals import attempt_signals, check_scores
+from tierflow.agents.spec import Check, PlanItem, StepInput, StepKind, StepSpec
+from tierflow.evals.calibrate.choose import choose, evaluate, outcomes_of
+from tierflow.evals.calibrate.command import CalibrateOptions, _calibrate_step
+from tierflow.evals.calibrate.fit import FitSettings, expected_calibration_error, fit_probability, predict
+from tierflow.evals.calibrate.table import StepSample, StepTable, split_cases
+from tierflow.model_tiers import ConfigError
 
 WORDS_HARD = ["integral", "eigenvalue", "theorem", "lemma", "manifold"]
 WORDS_EASY = ["apple", "count", "sum", "cat", "dog"]

@@ -14,12 +14,12 @@ import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
 from pydantic import BaseModel
 
-from evals.harness import EvalSettings, ResultStore, resolve_policies, run_eval
-from evals.suites.ticket_triage import BANKING77
-from model_tiers import TierRegistry, config_from_mapping
-from model_tiers.call_cache import CALL_CACHE_FILE, SQLiteCallCache, TierScopedCache, tier_scope
-from model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY
-from model_tiers.testing import ScriptedChatModel, block_network
+from tierflow.evals.harness import EvalSettings, ResultStore, resolve_policies, run_eval
+from tierflow.evals.suites.ticket_triage import BANKING77
+from tierflow.model_tiers import TierRegistry, config_from_mapping
+from tierflow.model_tiers.call_cache import CALL_CACHE_FILE, SQLiteCallCache, TierScopedCache, tier_scope
+from tierflow.model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY
+from tierflow.model_tiers.testing import ScriptedChatModel, block_network
 from tests.unit.test_eval_harness import SIX, write_banking77, write_tiers
 
 
@@ -289,8 +289,8 @@ def test_no_call_cache_makes_every_call(eval_env):
 
 
 def test_the_eval_cli_flag_turns_the_cache_off(monkeypatch):
-    import evals.harness.evaluate as evaluate
-    from evals import harness_cli
+    import tierflow.evals.harness.evaluate as evaluate
+    from tierflow.cli import eval as harness_cli
 
     parser = argparse.ArgumentParser()
     harness_cli.register(parser.add_subparsers())

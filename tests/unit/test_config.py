@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from model_tiers import (
+from tierflow.model_tiers import (
     ConfigError,
     TierRunContext,
     apply_run_context,

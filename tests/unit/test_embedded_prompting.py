@@ -9,10 +9,10 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from agents.spec import PlanItem, StepInput
-from agents.workers import classifier, label_model
-from graphs.ticket_triage import TicketEntities
-from model_tiers.providers.embedded import grammar_for, max_output_chars, tool_call_schema, tools_prompt
+from tierflow.agents.spec import PlanItem, StepInput
+from tierflow.agents.workers import classifier, label_model
+from tierflow.graphs.ticket_triage import TicketEntities
+from tierflow.model_tiers.providers.embedded import grammar_for, max_output_chars, tool_call_schema, tools_prompt
 
 
 def _params(model: type[BaseModel]) -> dict:
@@ -90,7 +90,7 @@ def test_an_implausible_label_fails_a_soft_check_and_a_plausible_one_passes() ->
 
 
 def test_copied_fields_require_every_field_in_the_schema_and_read_null_words_as_absent() -> None:
-    from agents.fields import CopiedFields, repeated_value
+    from tierflow.agents.fields import CopiedFields, repeated_value
 
     class Slots(CopiedFields):
         day: str | None = None

@@ -6,7 +6,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from model_tiers import TierRunContext
+from tierflow.model_tiers import TierRunContext
 from tests.unit.engine_fixtures import compile_toy, registry
 
 MSG = "I want a refund of 50 EUR for my order"
@@ -211,8 +211,8 @@ def test_a_new_run_on_the_same_thread_starts_from_clean_results():
 def test_llm_judge_can_fail_a_step_and_its_call_is_accounted():
     import dataclasses
 
-    from agents.spec import StepKind
-    from graphs.builder import build_graph
+    from tierflow.agents.spec import StepKind
+    from tierflow.graphs.builder import build_graph
     from tests.unit.engine_fixtures import toy_workflow
 
     wf = toy_workflow()
@@ -225,7 +225,7 @@ def test_llm_judge_can_fail_a_step_and_its_call_is_accounted():
 
     reg, slm, top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY, OK_REPLY]},
                              {}, escalation={"judge_tier": "frontier"})
-    from model_tiers.testing import ScriptedChatModel
+    from tierflow.model_tiers.testing import ScriptedChatModel
 
     reg.set_model("frontier", ScriptedChatModel(replies=judge))
     out = build_graph(wf, registry=reg, resources={}).invoke({"request": MSG}, {"configurable": {"thread_id": "j"}})

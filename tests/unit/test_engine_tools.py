@@ -6,8 +6,8 @@ from __future__ import annotations
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from graphs.builder import build_graph
-from model_tiers.testing import tool_call
+from tierflow.graphs.builder import build_graph
+from tierflow.model_tiers.testing import tool_call
 from tests.unit.engine_fixtures import OrderBook, registry, tool_workflow
 
 CONFIG = {"configurable": {"thread_id": "tools"}}

@@ -24,7 +24,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def tierflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "evals.cli", *args], cwd=REPO_ROOT, env=env, text=True,
+        [sys.executable, "-m", "tierflow.cli", *args], cwd=REPO_ROOT, env=env, text=True,
         capture_output=True, timeout=300, stdin=subprocess.DEVNULL,
     )
 

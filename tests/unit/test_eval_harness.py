@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from evals.datasets import Case, IntentExpected, IntentInputs
-from evals.evaluators import macro_f1
-from evals.evaluators.base import EvaluationResult
-from evals.finetune import export_finetune
-from evals.harness import (
+from tierflow.evals.datasets import Case, IntentExpected, IntentInputs
+from tierflow.evals.evaluators import macro_f1
+from tierflow.evals.evaluators.base import EvaluationResult
+from tierflow.evals.finetune import export_finetune
+from tierflow.evals.harness import (
     AttemptTrace,
     CaseRecord,
     EvalSettings,
@@ -38,13 +38,13 @@ from evals.harness import (
     run_eval,
     wilson_interval,
 )
-from evals.harness.report import policy_metrics
-from evals.harness.stats import bootstrap_estimate, macro_f1_score
-from evals.suites import get_suite
-from evals.suites.ticket_triage import BANKING77, CLINC150, routed_away
-from model_tiers import ConfigError, TierRunContext
-from model_tiers.testing import block_network, scripted_ladder_toml
-from tools.datasets import dataset_file
+from tierflow.evals.harness.report import policy_metrics
+from tierflow.evals.harness.stats import bootstrap_estimate, macro_f1_score
+from tierflow.evals.suites import get_suite
+from tierflow.evals.suites.ticket_triage import BANKING77, CLINC150, routed_away
+from tierflow.model_tiers import ConfigError, TierRunContext
+from tierflow.model_tiers.testing import block_network, scripted_ladder_toml
+from tierflow.tools.datasets import dataset_file
 
 # -- scripted tiers -------------------------------------------------------------------------
 
@@ -291,8 +291,8 @@ def test_export_finetune_writes_the_slm_failed_frontier_passed_steps(smoke, tmp_
         text = user["content"].split("<<<\n", 1)[1].split("\n>>>", 1)[0]
         assert json.loads(assistant["content"]) == {"label": CASES[text][0], "confidence": 0.9}
     # what `tierflow finetune --data` reads: one full-prompt classify step
-    from model_tiers.finetune import load_training_file
-    from model_tiers.finetune.run import prompt_mode_of
+    from tierflow.model_tiers.finetune import load_training_file
+    from tierflow.model_tiers.finetune.run import prompt_mode_of
 
     examples = load_training_file(out, step="classify")
     assert len(examples) == 3 and prompt_mode_of(examples) == "full"
@@ -468,8 +468,8 @@ def test_clinc150_suite_is_balanced_and_grades_scope_routing():
 
 def test_the_plot_takes_an_interval_that_does_not_contain_its_estimate(smoke, tmp_path):
     """A bootstrap interval may lie above its point estimate (every policy at 0%)."""
-    from evals.harness.report import plot_cost_quality
-    from evals.harness.stats import Estimate
+    from tierflow.evals.harness.report import plot_cost_quality
+    from tierflow.evals.harness.stats import Estimate
 
     report = smoke.report
     odd = Estimate(value=0.0, low=0.02, high=0.1, n=3, method="bootstrap")
@@ -479,9 +479,9 @@ def test_the_plot_takes_an_interval_that_does_not_contain_its_estimate(smoke, tm
 
 
 def test_clinc150_split_is_chosen_and_a_missing_one_is_named():
-    from evals.datasets import DatasetFormatError
-    from evals.suites.ticket_triage import BANKING77
-    from model_tiers import ConfigError
+    from tierflow.evals.datasets import DatasetFormatError
+    from tierflow.evals.suites.ticket_triage import BANKING77
+    from tierflow.model_tiers import ConfigError
 
     val = CLINC150.load_cases(None, 20, 0)
     train = CLINC150.load_cases(None, 20, 0, "train")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from evals.datasets import (
+from tierflow.evals.datasets import (
     DATASETS_ENV,
     Case,
     Dataset,
@@ -34,8 +34,8 @@ from evals.datasets import (
     parse_number,
     resolve_dataset_path,
 )
-from evals.datasets.intents import by_label
-from model_tiers.errors import ConfigError
+from tierflow.evals.datasets.intents import by_label
+from tierflow.model_tiers.errors import ConfigError
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"

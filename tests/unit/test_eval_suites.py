@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from evals.datasets import default_dataset_file
-from evals.harness import EvalSettings, ResultStore, proportion, resolve_policies, run_eval
-from evals.suites import get_suite, suites_for
-from evals.suites.math_qa import ROUTELLM_GSM8K
-from evals.suites.order_agent import TAU2_RETAIL, GoldReplay, answer_confirmations, change_is_correct, pristine_db
-from evals.suites.slot_extraction import RESTAURANT8K, extract_is_correct
-from model_tiers.testing import block_network, scripted_ladder_toml
+from tierflow.evals.datasets import default_dataset_file
+from tierflow.evals.harness import EvalSettings, ResultStore, proportion, resolve_policies, run_eval
+from tierflow.evals.suites import get_suite, suites_for
+from tierflow.evals.suites.math_qa import ROUTELLM_GSM8K
+from tierflow.evals.suites.order_agent import TAU2_RETAIL, GoldReplay, answer_confirmations, change_is_correct, pristine_db
+from tierflow.evals.suites.slot_extraction import RESTAURANT8K, extract_is_correct
+from tierflow.model_tiers.testing import block_network, scripted_ladder_toml
 from tests.unit.eval_suite_scripts import SLOT_SLM
-from tools.retail import RetailDB
+from tierflow.tools.retail import RetailDB
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = ("all-slm", "all-frontier", "tiered")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 
-from evals.datasets import (
+from tierflow.evals.datasets import (
     Case,
     ExpectedCall,
     FunctionCallCase,
@@ -21,9 +21,9 @@ from evals.datasets import (
     IntentInputs,
     load_dataset,
 )
-from evals.datasets.gsm8k import MathCase, MathExpected, MathInputs, RecordedAnswer
-from evals.datasets.tau2 import RetailTaskCase, RetailTaskExpected, RetailTaskInputs, UserInstructions
-from evals.evaluators import (
+from tierflow.evals.datasets.gsm8k import MathCase, MathExpected, MathInputs, RecordedAnswer
+from tierflow.evals.datasets.tau2 import RetailTaskCase, RetailTaskExpected, RetailTaskInputs, UserInstructions
+from tierflow.evals.evaluators import (
     EvaluationResult,
     ExactLabel,
     FunctionCall,
@@ -44,7 +44,7 @@ from evals.evaluators import (
     slot_f1,
     slot_match,
 )
-from model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError
 
 # --- run_evaluator ----------------------------------------------------------------------
 

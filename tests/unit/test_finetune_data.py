@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.prompts import step_messages
-from agents.spec import PlanItem, StepInput
-from evals.cli import main
-from evals.datasets.intents import IntentCase, IntentExpected, IntentInputs, by_label
-from evals.finetune import step_examples, step_of, stratified_split
-from evals.suites.ticket_triage import BANKING77
-from model_tiers import ConfigError
-from model_tiers.config import load_tier_config
-from model_tiers.finetune import TrainingDataError, load_training_file
-from model_tiers.finetune.gguf_adapter import permute_rows
-from model_tiers.finetune.run import prompt_mode_of
-from model_tiers.spec import TierSpec
+from tierflow.agents.prompts import step_messages
+from tierflow.agents.spec import PlanItem, StepInput
+from tierflow.cli import main
+from tierflow.evals.datasets.intents import IntentCase, IntentExpected, IntentInputs, by_label
+from tierflow.evals.finetune import step_examples, step_of, stratified_split
+from tierflow.evals.suites.ticket_triage import BANKING77
+from tierflow.model_tiers import ConfigError
+from tierflow.model_tiers.config import load_tier_config
+from tierflow.model_tiers.finetune import TrainingDataError, load_training_file
+from tierflow.model_tiers.finetune.gguf_adapter import permute_rows
+from tierflow.model_tiers.finetune.run import prompt_mode_of
+from tierflow.model_tiers.spec import TierSpec
 
 GOOD_LINE = {
     "messages": [
@@ -122,7 +122,7 @@ def test_an_adapter_belongs_to_an_embedded_tier_and_shows_in_the_model_label() -
 
 
 def test_a_missing_adapter_file_is_a_config_error_when_the_tier_loads(tmp_path: Path) -> None:
-    from model_tiers.providers.model_files import check_adapter_file
+    from tierflow.model_tiers.providers.model_files import check_adapter_file
 
     with pytest.raises(ConfigError, match="LoRA adapter file not found"):
         check_adapter_file(str(tmp_path / "nope.gguf"))
@@ -170,7 +170,7 @@ def test_the_default_ladder_has_no_adapter() -> None:
 def test_an_unexpected_error_is_one_line_and_a_log_file(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, error: Exception, code: int
 ) -> None:
-    import evals.finetune_cli as finetune_cli
+    import tierflow.cli.finetune as finetune_cli
 
     def boom(args: object) -> int:
         raise error
@@ -185,7 +185,7 @@ def test_an_unexpected_error_is_one_line_and_a_log_file(
 
 
 def test_a_home_that_is_a_file_is_named_as_such(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from graphs.cli import data_dir
+    from tierflow.cli.run import data_dir
 
     (tmp_path / "home").write_text("not a folder")
     monkeypatch.setenv("TIERFLOW_HOME", str(tmp_path / "home"))

@@ -17,12 +17,12 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from agents.client_tools import MAX_FUNCTIONS, call_problem, openai_tools, parse_functions
-from agents.workers import tool_caller
-from evals.datasets import default_dataset_file, load_bfcl
-from evals.datasets.bfcl import bfcl_json_schema
-from graphs.function_calling import WORKFLOW, build, numbers_in_text, ungrounded_numbers
-from model_tiers.testing import tool_call
+from tierflow.agents.client_tools import MAX_FUNCTIONS, call_problem, openai_tools, parse_functions
+from tierflow.agents.workers import tool_caller
+from tierflow.evals.datasets import default_dataset_file, load_bfcl
+from tierflow.evals.datasets.bfcl import bfcl_json_schema
+from tierflow.graphs.function_calling import WORKFLOW, build, numbers_in_text, ungrounded_numbers
+from tierflow.model_tiers.testing import tool_call
 from tests.conftest import REPO_ROOT
 from tests.unit.engine_fixtures import registry
 
@@ -154,8 +154,8 @@ def test_no_call_is_a_valid_answer_when_no_function_fits():
 
 
 def test_a_step_that_may_not_decline_fails_a_reply_without_a_call():
-    from agents.spec import StepKind, StepSpec
-    from graphs.builder import Workflow, build_graph
+    from tierflow.agents.spec import StepKind, StepSpec
+    from tierflow.graphs.builder import Workflow, build_graph
 
     step = tool_caller("call", instructions="call", client_tools=True)
     assert not step.may_decline and step.executes_tools is False
@@ -257,7 +257,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 def tierflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evals.cli", *args], cwd=REPO_ROOT, env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "tierflow.cli", *args], cwd=REPO_ROOT, env=env, text=True,
                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
@@ -283,7 +283,7 @@ def test_cli_explains_wrong_functions(cli_env, args: tuple[str, ...], message: s
 def test_held_out_bfcl_shapes_load_and_grade(tmp_path: Path):
     """Other BFCL categories in the same format: Java types become strings (BFCL takes Java
     values as source text), odd names become tool-safe, and relevance needs any call."""
-    from evals.evaluators import FunctionCallMatch
+    from tierflow.evals.evaluators import FunctionCallMatch
 
     fn = {"name": "ArrayUtils.sort/v2", "description": "sort", "parameters": {"type": "dict", "properties": {
         "arr": {"type": "Array", "description": "int[]"}, "n": {"type": "long"}}, "required": ["arr"]}}
@@ -341,7 +341,7 @@ def test_a_decline_while_a_function_clearly_fits_is_escalated():
 
 
 def test_relevance_ranks_the_function_that_serves_the_request():
-    from graphs.function_calling import DECLINE_SIMILARITY, SERVES_SIMILARITY, relevance
+    from tierflow.graphs.function_calling import DECLINE_SIMILARITY, SERVES_SIMILARITY, relevance
 
     functions = [f.model_dump() for f in parse_functions(FUNCTIONS)]
     scores = relevance(REQUEST, functions)

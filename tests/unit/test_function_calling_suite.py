@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from evals.datasets import default_dataset_file
-from evals.harness import EvalSettings, resolve_policies, run_eval
-from evals.suites import get_suite, suites_for
-from evals.suites.function_calling import BFCL, bfcl_input, call_is_correct
-from model_tiers import ConfigError
-from model_tiers.testing import block_network, scripted_ladder_toml
+from tierflow.evals.datasets import default_dataset_file
+from tierflow.evals.harness import EvalSettings, resolve_policies, run_eval
+from tierflow.evals.suites import get_suite, suites_for
+from tierflow.evals.suites.function_calling import BFCL, bfcl_input, call_is_correct
+from tierflow.model_tiers import ConfigError
+from tierflow.model_tiers.testing import block_network, scripted_ladder_toml
 from tests.unit.eval_suite_scripts import BFCL_SLM
 
 TIERS = scripted_ladder_toml("tests.unit.eval_suite_scripts:bfcl_slm", "tests.unit.eval_suite_scripts:bfcl_frontier", frontier_local=True)
@@ -97,7 +97,7 @@ def test_irrelevance_passes_only_without_a_call(irrelevance_run):
 
 
 def test_candidate_truth_and_inputs():
-    from evals.datasets import load_bfcl
+    from tierflow.evals.datasets import load_bfcl
 
     simple = load_bfcl(default_dataset_file("bfcl_simple_python"), limit=None).cases
     case = next(c for c in simple if c.id == "simple_python_1")

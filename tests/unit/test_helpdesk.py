@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import ToolMessage
 
-from model_tiers.errors import TierflowError
-from tools.helpdesk import (
+from tierflow.model_tiers.errors import TierflowError
+from tierflow.tools.helpdesk import (
     TICKET_STATUSES,
     FiledTicket,
     Helpdesk,
@@ -116,7 +116,7 @@ def test_same_key_from_several_processes_writes_one_row(tmp_path: Path) -> None:
         f"""
         import json, sys, time
         from pathlib import Path
-        from tools.helpdesk import Helpdesk
+        from tierflow.tools.helpdesk import Helpdesk
         while not Path({str(start_flag)!r}).exists():
             time.sleep(0.01)
         desk = Helpdesk({str(path)!r})

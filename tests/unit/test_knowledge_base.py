@@ -16,9 +16,9 @@ import pytest
 from langchain_core.messages import ToolMessage
 from pydantic import ValidationError
 
-from model_tiers.errors import TierflowError
-from tools.datasets import dataset_file
-from tools.knowledge_base import (
+from tierflow.model_tiers.errors import TierflowError
+from tierflow.tools.datasets import dataset_file
+from tierflow.tools.knowledge_base import (
     DEFAULT_POLICIES_DIR,
     MAX_K,
     MAX_QUERY_CHARS,
@@ -153,9 +153,9 @@ def test_store_persists_for_a_new_client_in_another_process(kb: KnowledgeBase) -
     result = _run_python(
         f"""
         import json
-        from model_tiers.testing import block_network
+        from tierflow.model_tiers.testing import block_network
         with block_network():
-            from tools.knowledge_base import KnowledgeBase
+            from tierflow.tools.knowledge_base import KnowledgeBase
             kb = KnowledgeBase({str(kb.path)!r})
             print(json.dumps({{"count": kb.count(), "top": kb.search("I lost my card", k=1)[0].doc_id}}))
         """
@@ -168,7 +168,7 @@ def test_importing_and_constructing_loads_no_model_and_opens_no_store(tmp_path: 
     result = _run_python(
         f"""
         import sys
-        from tools.knowledge_base import KnowledgeBase, WordLlamaEmbeddingFunction
+        from tierflow.tools.knowledge_base import KnowledgeBase, WordLlamaEmbeddingFunction
         KnowledgeBase({str(tmp_path / "kb")!r})
         WordLlamaEmbeddingFunction()
         print("wordllama" in sys.modules)

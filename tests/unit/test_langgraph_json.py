@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from langgraph.graph.state import CompiledStateGraph
 
-from evals.cli import main as tierflow
-from graphs.catalog import GRAPH_MODULES, graph_names, load_graph_module
-from graphs.studio import find_langgraph_config, read_langgraph_config, studio_launch, studio_url
-from model_tiers import ConfigError, TierRunContext
+from tierflow.cli import main as tierflow
+from tierflow.graphs.catalog import GRAPH_MODULES, graph_names, load_graph_module
+from tierflow.graphs.studio import find_langgraph_config, read_langgraph_config, studio_launch, studio_url
+from tierflow.model_tiers import ConfigError, TierRunContext
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LANGGRAPH_JSON = REPO_ROOT / "langgraph.json"

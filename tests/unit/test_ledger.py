@@ -1,6 +1,6 @@
 import pytest
 
-from model_tiers import TierSpec, Usage, load_tier_config, summarize
+from tierflow.model_tiers import TierSpec, Usage, load_tier_config, summarize
 
 
 def spec(name="slm", pin=0.5, pout=1.5):

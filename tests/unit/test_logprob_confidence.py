@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from model_tiers.providers.logprobs import answer_confidence, confidence_from_openai_logprobs, value_char_mask
+from tierflow.model_tiers.providers.logprobs import answer_confidence, confidence_from_openai_logprobs, value_char_mask
 
 
 def test_value_characters_exclude_keys_and_punctuation() -> None:

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from evals.bench.replay_gsm8k import Policy, run_benchmark
-from evals.datasets.numbers import extract_final_number
-from graphs.catalog import load_graph_module
-from graphs.math_qa import SOLVE_STEP, WORKFLOW, build
-from model_tiers import TierRegistry, load_tier_config
-from model_tiers.providers.replay import RecordingMiss
+from tierflow.evals.bench.replay_gsm8k import Policy, run_benchmark
+from tierflow.evals.datasets.numbers import extract_final_number
+from tierflow.graphs.catalog import load_graph_module
+from tierflow.graphs.math_qa import SOLVE_STEP, WORKFLOW, build
+from tierflow.model_tiers import TierRegistry, load_tier_config
+from tierflow.model_tiers.providers.replay import RecordingMiss
 from tests.conftest import REPO_ROOT
-from tools.datasets import dataset_file
+from tierflow.tools.datasets import dataset_file
 
 TIERS = REPO_ROOT / "tiers" / "replay_gsm8k.toml"
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"

@@ -14,9 +14,9 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from agents.spec import PlanItem, StepInput
-from graphs import order_agent_checks as checks
-from graphs.order_agent import (
+from tierflow.agents.spec import PlanItem, StepInput
+from tierflow.graphs import order_agent_checks as checks
+from tierflow.graphs.order_agent import (
     MAX_CONTEXT_CHARS,
     TRANSFER_SENTENCE,
     WORKFLOW,
@@ -25,8 +25,8 @@ from graphs.order_agent import (
     retail_toolbox,
     tool_prompt,
 )
-from model_tiers import ConfigError
-from model_tiers.testing import tool_call
+from tierflow.model_tiers import ConfigError
+from tierflow.model_tiers.testing import tool_call
 from tests.conftest import REPO_ROOT
 from tests.unit.order_agent_scripts import (
     cancel,
@@ -51,7 +51,7 @@ from tests.unit.retail_fixtures import (  # noqa: F401 - fixtures are used by na
     swap_case,
     variants,
 )
-from tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES, RetailDB, copy_retail_db, get_order_details
+from tierflow.tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES, RetailDB, copy_retail_db, get_order_details
 
 
 def config(thread: str = "t") -> dict[str, Any]:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from evals.casefile import FieldCheck, casefile_suite, grade, is_case_file, load_case_file, parse_check, parse_grades
-from graphs.catalog import SHIPPED_GRAPHS, graph_catalog, langgraph_graphs, project_graphs, resolve_graph
-from graphs.examples.refund_desk import WORKFLOW
-from graphs.studio import config_with_graphs
-from model_tiers import ConfigError
+from tierflow.evals.casefile import FieldCheck, casefile_suite, grade, is_case_file, load_case_file, parse_check, parse_grades
+from tierflow.graphs.catalog import SHIPPED_GRAPHS, graph_catalog, langgraph_graphs, project_graphs, resolve_graph
+from tierflow.graphs.examples.refund_desk import WORKFLOW
+from tierflow.graphs.studio import config_with_graphs
+from tierflow.model_tiers import ConfigError
 from tests.cli import scripted_cli_env, tierflow
 from tests.conftest import REPO_ROOT
 from tests.unit.own_graph_scripts import TIERS_TOML
@@ -34,11 +34,11 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def test_a_graph_is_found_by_name_module_reference_or_file_reference() -> None:
     assert resolve_graph("ticket_triage").workflow.name == "ticket_triage"
-    by_module = resolve_graph("graphs.examples.refund_desk:WORKFLOW")
+    by_module = resolve_graph("tierflow.graphs.examples.refund_desk:WORKFLOW")
     by_file = resolve_graph(str(REPO_ROOT / EXAMPLE))
     assert by_module.workflow.name == by_file.workflow.name == "refund_desk"
     assert by_file.langgraph_target.endswith("refund_desk.py:WORKFLOW")  # no compiled `graph`: the Workflow is the factory
-    assert resolve_graph("ticket_triage").langgraph_target == "graphs.ticket_triage:graph"
+    assert resolve_graph("ticket_triage").langgraph_target == "tierflow.graphs.ticket_triage:graph"
 
 
 @pytest.mark.parametrize(
@@ -46,10 +46,10 @@ def test_a_graph_is_found_by_name_module_reference_or_file_reference() -> None:
     [
         ("tiket_triage", "unknown graph 'tiket_triage'; available graphs: "),
         ("graphs/nope.py:WORKFLOW", "no file graphs/nope.py"),
-        ("graphs.no_such_module:WORKFLOW", "no module 'graphs.no_such_module'"),
-        ("graphs.examples.refund_desk:INTENTS", "is a dict, not a tierflow Workflow"),
-        ("graphs.examples.refund_desk:NOPE", "has no attribute 'NOPE'"),
-        ("graphs.examples.refund_desk:", "is not a graph reference"),
+        ("tierflow.graphs.no_such_module:WORKFLOW", "no module 'tierflow.graphs.no_such_module'"),
+        ("tierflow.graphs.examples.refund_desk:INTENTS", "is a dict, not a tierflow Workflow"),
+        ("tierflow.graphs.examples.refund_desk:NOPE", "has no attribute 'NOPE'"),
+        ("tierflow.graphs.examples.refund_desk:", "is not a graph reference"),
     ],
 )
 def test_bad_references_get_clear_errors(ref: str, message: str) -> None:
@@ -69,19 +69,19 @@ def test_the_project_declares_its_graphs_once_in_pyproject(tmp_path: Path) -> No
 
 
 def test_langgraph_json_matches_the_catalog_and_studio_adds_a_users_graph(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "evals.cli", "graphs", "--check"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "tierflow.cli", "graphs", "--check"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     generated = json.loads(config_with_graphs(REPO_ROOT / "langgraph.json", [EXAMPLE], tmp_path).read_text())
     assert generated["graphs"]["refund_desk"] == f"{REPO_ROOT / 'graphs/examples/refund_desk.py'}:WORKFLOW"
-    assert generated["graphs"]["ticket_triage"] == "graphs.ticket_triage:graph"
+    assert generated["graphs"]["ticket_triage"] == "tierflow.graphs.ticket_triage:graph"
     # The server calls the Workflow as a graph factory: one compiled graph per process.
     assert WORKFLOW() is WORKFLOW() and WORKFLOW().name == "refund_desk"
 
 
 def test_help_and_run_do_not_import_the_eval_stack() -> None:
     probe = (
-        "import sys; from evals.cli import build_parser; build_parser(); "
-        "heavy = ('evals.harness', 'evals.datasets', 'evals.finetune', 'evals.casefile', 'evals.suites.ticket_triage'); "
+        "import sys; from tierflow.cli import build_parser; build_parser(); "
+        "heavy = ('tierflow.evals.harness', 'tierflow.evals.datasets', 'tierflow.evals.finetune', 'tierflow.evals.casefile', 'tierflow.evals.suites.ticket_triage'); "
         "print([m for m in sys.modules if m in heavy or m.startswith(tuple(h + '.' for h in heavy))])"
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

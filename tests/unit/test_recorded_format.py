@@ -11,13 +11,13 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ValidationError
 
-from evals.datasets.cases import DatasetFormatError
-from tools.datasets import dataset_file
-from evals.datasets.recorded_convert import convert_routellm_gsm8k, convert_routellm_mmlu, main
-from model_tiers import ConfigError, TierRegistry, config_from_mapping, estimate_tokens
-from model_tiers.ledger import CONFIDENCE_KEY
-from model_tiers.providers._tool_calling import messages_as_text
-from model_tiers.providers.recorded import (
+from tierflow.evals.datasets.cases import DatasetFormatError
+from tierflow.tools.datasets import dataset_file
+from tierflow.evals.datasets.recorded_convert import convert_routellm_gsm8k, convert_routellm_mmlu, main
+from tierflow.model_tiers import ConfigError, TierRegistry, config_from_mapping, estimate_tokens
+from tierflow.model_tiers.ledger import CONFIDENCE_KEY
+from tierflow.model_tiers.providers._tool_calling import messages_as_text
+from tierflow.model_tiers.providers.recorded import (
     RecordedCase,
     RecordedLineError,
     RecordedOutcome,
@@ -25,10 +25,10 @@ from model_tiers.providers.recorded import (
     read_recorded,
     write_recorded,
 )
-from model_tiers.providers.replay import RecordingMiss, replay_model_from_options
+from tierflow.model_tiers.providers.replay import RecordingMiss, replay_model_from_options
 
 SMALL, MID, BIG = "small-1b", "mid/model-8b", "big-model"
-PARSER = "evals.datasets.numbers:extract_final_number"
+PARSER = "tierflow.evals.datasets.numbers:extract_final_number"
 Q_EGGS = "Janet has 16 eggs.  She eats 3.\nHow many eggs are left?"
 Q_PENS = "A pen costs $2. How much do 4 pens cost?"
 MIXTRAL, GPT4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"

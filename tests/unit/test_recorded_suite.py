@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.harness.records import ResultStore
-from evals.suites import get_suite
-from evals.suites.recorded import load_recorded_cases
+from tierflow.evals.harness.records import ResultStore
+from tierflow.evals.suites import get_suite
+from tierflow.evals.suites.recorded import load_recorded_cases
 from tests.cli import tierflow
 from tests.conftest import REPO_ROOT
 

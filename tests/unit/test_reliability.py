@@ -17,9 +17,9 @@ import dataclasses
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agents.spec import Check
-from graphs.builder import build_graph
-from model_tiers import (
+from tierflow.agents.spec import Check
+from tierflow.graphs.builder import build_graph
+from tierflow.model_tiers import (
     ConfigError,
     InvalidModelOutput,
     TierMisconfigured,
@@ -29,10 +29,10 @@ from model_tiers import (
     redact,
     redact_value,
 )
-from model_tiers.provider_errors import classify_provider_error
-from model_tiers.secrets import register_secret
-from model_tiers.spec import TierSpec
-from model_tiers.testing import ScriptedChatModel
+from tierflow.model_tiers.provider_errors import classify_provider_error
+from tierflow.model_tiers.secrets import register_secret
+from tierflow.model_tiers.spec import TierSpec
+from tierflow.model_tiers.testing import ScriptedChatModel
 from tests.unit.engine_fixtures import compile_toy, registry, toy_workflow
 from tests.unit.test_engine_paths import OK_AMOUNT, OK_LABEL, OK_REPLY, run
 
@@ -226,7 +226,7 @@ def _streamed_and_recorded(graph: Any, payload: Any, config: dict[str, Any], con
 def test_every_recorded_event_is_streamed_once_in_order() -> None:
     """Across the paths that record each kind: pass, retry, escalate, fallback, top, human
     review and its decisions, budgets, a run error, a rejected input."""
-    from agents.loop.events import EVENT_KINDS
+    from tierflow.agents.loop.events import EVENT_KINDS
     from langgraph.types import Command
 
     bad = {"amount": "7", "currency": "EUR"}

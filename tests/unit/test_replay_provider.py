@@ -10,20 +10,20 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
-from model_tiers import ConfigError, InvalidModelOutput, TierRegistry, config_from_mapping, estimate_tokens
-from model_tiers.providers import build_chat_model
-from model_tiers.providers._tool_calling import messages_as_text
-from model_tiers.providers.replay import (
+from tierflow.model_tiers import ConfigError, InvalidModelOutput, TierRegistry, config_from_mapping, estimate_tokens
+from tierflow.model_tiers.providers import build_chat_model
+from tierflow.model_tiers.providers._tool_calling import messages_as_text
+from tierflow.model_tiers.providers.replay import (
     RecordingMiss,
     ReplayChatModel,
     load_recording,
     normalize_question,
     replay_model_from_options,
 )
-from tools.datasets import dataset_file
+from tierflow.tools.datasets import dataset_file
 
 WEAK, STRONG = "weak/model-7b", "strong-model"
-PARSER = "evals.datasets.numbers:extract_final_number"
+PARSER = "tierflow.evals.datasets.numbers:extract_final_number"
 QUESTION_EGGS = "Janet has 16 eggs.  She eats 3.\nHow many eggs are left?"
 QUESTION_PENS = "A pen costs $2. How much do 4 pens cost?"
 WEAK_EGGS = " She has 16 - 3 = <<16-3=13>>13 eggs left.\n#### 13\n"
@@ -150,8 +150,8 @@ def test_relative_recording_resolves_under_the_datasets_folder(recording: Path, 
         ({"model": "", "response_column": ""}, "set options.model"),
         ({"fields": {"solution": "transcript"}}, "unknown sources"),
         ({"final_number": ""}, "options.final_number must name"),
-        ({"final_number": "evals.datasets.numbers"}, "package.module:function"),
-        ({"final_number": "evals.datasets.numbers:no_such_parser"}, "cannot import"),
+        ({"final_number": "tierflow.evals.datasets.numbers"}, "package.module:function"),
+        ({"final_number": "tierflow.evals.datasets.numbers:no_such_parser"}, "cannot import"),
         ({"temperature_hint": 1}, "unknown replay options"),
     ],
 )
@@ -169,7 +169,7 @@ def test_unknown_model_column_and_unmapped_schema_field_are_config_errors(record
 
 
 def test_build_chat_model_builds_the_replay_tier_from_the_shipped_tiers_file() -> None:
-    from model_tiers import load_tier_config
+    from tierflow.model_tiers import load_tier_config
     from tests.conftest import REPO_ROOT
 
     config = load_tier_config(REPO_ROOT / "tiers" / "replay_gsm8k.toml", env={})
@@ -187,9 +187,9 @@ def test_build_chat_model_builds_the_replay_tier_from_the_shipped_tiers_file() -
 def test_an_eval_of_another_recordings_file_replays_that_file(tmp_path: Path) -> None:
     """`tierflow eval math_qa --tiers tiers/replay_gsm8k.toml --dataset OTHER.csv` must replay
     OTHER.csv (the tiers file names the even half): no case may end in a RecordingMiss."""
-    from evals.harness.evaluate import EvalSettings, run_eval
-    from evals.harness.policies import resolve_policies
-    from evals.suites.math_qa import ROUTELLM_GSM8K
+    from tierflow.evals.harness.evaluate import EvalSettings, run_eval
+    from tierflow.evals.harness.policies import resolve_policies
+    from tierflow.evals.suites.math_qa import ROUTELLM_GSM8K
     from tests.conftest import REPO_ROOT
 
     source = dataset_file("routellm_gsm8k", "gsm8k_responses_even.csv")

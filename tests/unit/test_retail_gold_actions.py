@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.unit.retail_fixtures import built_db, source, source_path  # noqa: F401 - fixtures are used by name
-from tools.datasets import dataset_file
-from tools.retail import (
+from tierflow.tools.datasets import dataset_file
+from tierflow.tools.retail import (
     RETAIL_TOOLS,
     RetailDB,
     RetailToolError,
@@ -23,7 +23,7 @@ from tools.retail import (
     copy_retail_db,
     snapshot_state,
 )
-from tools.retail.reads import TRANSFER_MESSAGE
+from tierflow.tools.retail.reads import TRANSFER_MESSAGE
 
 TASKS: list[dict[str, Any]] = json.loads(dataset_file("tau2_retail", "tasks_train.json").read_text())
 

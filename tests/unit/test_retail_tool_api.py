@@ -18,7 +18,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
-from model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError
 from tests.unit.retail_fixtures import (  # noqa: F401 - fixtures are used by name
     ADDRESS,
     TAU2_TOOL_ARGS,
@@ -37,7 +37,7 @@ from tests.unit.retail_fixtures import (  # noqa: F401 - fixtures are used by na
     source_path,
     swap_case,
 )
-from tools.retail import (
+from tierflow.tools.retail import (
     IDEMPOTENCY_CONFIG_KEY,
     RETAIL_TOOLS,
     WRITE_TOOL_NAMES,

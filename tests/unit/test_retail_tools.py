@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError
 from tests.unit.retail_fixtures import (  # noqa: F401 - fixtures are used by name
     ADDRESS,
     Source,
@@ -31,8 +31,8 @@ from tests.unit.retail_fixtures import (  # noqa: F401 - fixtures are used by na
     swap_case,
     variants,
 )
-from tools.datasets import DATASETS_ENV_VAR, dataset_file, datasets_dir
-from tools.retail import RetailDB, build_retail_db, copy_retail_db, open_retail_db, snapshot_state
+from tierflow.tools.datasets import DATASETS_ENV_VAR, dataset_file, datasets_dir
+from tierflow.tools.retail import RetailDB, build_retail_db, copy_retail_db, open_retail_db, snapshot_state
 
 
 # --- datasets folder -------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from graphs.retention import checkpoint_time, parse_age, prune_checkpoints
-from model_tiers import ConfigError
+from tierflow.graphs.retention import checkpoint_time, parse_age, prune_checkpoints
+from tierflow.model_tiers import ConfigError
 from tests.conftest import REPO_ROOT
 from tests.unit.engine_fixtures import compile_toy, registry
 from tests.unit.test_engine_paths import OK_AMOUNT, OK_LABEL, OK_REPLY
@@ -86,9 +86,9 @@ def test_gc_command_reports_what_it_pruned(tmp_path: Path) -> None:
     home.mkdir()
     _fill(home / "checkpoints.sqlite", finished=2)
     env = {"TIERFLOW_HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-m", "evals.cli", "gc", "--keep-threads", "1"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "tierflow.cli", "gc", "--keep-threads", "1"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "deleted 2 of 3 threads" in done.stdout
     (home / "checkpoints.sqlite").write_bytes(b"garbage" * 500)
-    bad = subprocess.run([sys.executable, "-m", "evals.cli", "gc"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, "-m", "tierflow.cli", "gc"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not a readable SQLite database" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,7 +6,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
-from model_tiers import (
+from tierflow.model_tiers import (
     InvalidModelOutput,
     MissingCredential,
     MissingDependency,
@@ -16,7 +16,7 @@ from model_tiers import (
     build_chat_model,
     config_from_mapping,
 )
-from model_tiers.testing import ScriptedChatModel, tool_call
+from tierflow.model_tiers.testing import ScriptedChatModel, tool_call
 
 
 class Label(BaseModel):

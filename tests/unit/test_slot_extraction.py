@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graphs.slot_extraction import WORKFLOW, find_span, is_time_expression, parse_people, parse_time
-from graphs.builder import build_graph
+from tierflow.graphs.slot_extraction import WORKFLOW, find_span, is_time_expression, parse_people, parse_time
+from tierflow.graphs.builder import build_graph
 from tests.unit.engine_fixtures import registry
 
 MSG = "Hi, table for 4 people next Friday at 7.30pm please, name is Ana Ruiz"
@@ -21,7 +21,7 @@ def run(slm_replies, frontier_replies=(), **config):
 # prompt is plain text, so match on the step's own wording instead.
 @pytest.fixture(autouse=True)
 def _tag_prompt(monkeypatch):
-    import agents.prompts as prompts
+    import tierflow.agents.prompts as prompts
 
     real = prompts.step_messages
 
@@ -30,7 +30,7 @@ def _tag_prompt(monkeypatch):
         messages[0].content = f"[{spec.name}] " + messages[0].content
         return messages
 
-    monkeypatch.setattr("agents.loop.step.step_messages", tagged)
+    monkeypatch.setattr("tierflow.agents.loop.step.step_messages", tagged)
 
 
 def test_valid_slots_pass_with_offsets():

@@ -14,7 +14,7 @@ import pytest
 from tests.cli import scripted_cli_env, tierflow
 from tests.conftest import REPO_ROOT
 from tests.unit.triage_scripts import TIERS_TOML
-from tools.helpdesk import Helpdesk
+from tierflow.tools.helpdesk import Helpdesk
 
 MESSAGE = "I lost my card yesterday on the bus, please block it."
 
@@ -43,7 +43,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_files_once(cli_env, tmp_path
     block = tmp_path / "blocked"
     env = {**cli_env, "TIERFLOW_TEST_BLOCK_FILE": str(block)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "evals.cli", "run", "ticket_triage", "--input", MESSAGE, "--thread", "t-kill"],
+        [sys.executable, "-m", "tierflow.cli", "run", "ticket_triage", "--input", MESSAGE, "--thread", "t-kill"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
     )
     try:
@@ -101,7 +101,7 @@ def test_malformed_tiers_file_is_a_clear_error(cli_env, tmp_path):
 def test_ingest_command_builds_the_knowledge_base(cli_env, tmp_path):
     done = tierflow(cli_env, "ingest")
     assert done.returncode == 0 and "ingested" in done.stdout
-    from tools.knowledge_base import KnowledgeBase
+    from tierflow.tools.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase(Path(cli_env["TIERFLOW_HOME"]) / "kb")
     assert kb.count() > 50 and kb.search("I lost my card", k=1)
@@ -110,8 +110,8 @@ def test_ingest_command_builds_the_knowledge_base(cli_env, tmp_path):
 
 
 def test_answers_take_bare_words_or_json_and_anything_else_is_a_clear_error():
-    from graphs.cli import parse_answer
-    from model_tiers import ConfigError
+    from tierflow.cli.run import parse_answer
+    from tierflow.model_tiers import ConfigError
 
     assert parse_answer("approve") == {"action": "approve"}
     assert parse_answer(" Reject ") == {"action": "reject"}

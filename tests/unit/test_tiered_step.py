@@ -9,8 +9,8 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from graphs.examples.tiered_node import build
-from model_tiers import ConfigError
+from tierflow.graphs.examples.tiered_node import build
+from tierflow.model_tiers import ConfigError
 from tests.unit.engine_fixtures import registry
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
 
-from model_tiers import ROLES, InvalidModelOutput, TierRegistry, config_from_mapping, estimate_tokens
-from model_tiers.providers._tool_calling import messages_as_text
-from model_tiers.testing import ScriptedChatModel
+from tierflow.model_tiers import ROLES, InvalidModelOutput, TierRegistry, config_from_mapping, estimate_tokens
+from tierflow.model_tiers.providers._tool_calling import messages_as_text
+from tierflow.model_tiers.testing import ScriptedChatModel
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",

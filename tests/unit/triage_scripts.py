@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from model_tiers.testing import scripted_ladder_toml
+from tierflow.model_tiers.testing import scripted_ladder_toml
 
 
 def _system(messages: Sequence[BaseMessage]) -> str:

@@ -7,7 +7,7 @@ Nothing is opened at import: call ``open_retail_db()`` / ``RetailDB.open()``.
 
 from __future__ import annotations
 
-from tools.retail.db import (
+from tierflow.tools.retail.db import (
     RetailDB,
     build_retail_db,
     copy_retail_db,
@@ -17,8 +17,8 @@ from tools.retail.db import (
     snapshot_state,
     state_hash,
 )
-from tools.retail.errors import RetailErrorKind, RetailToolError
-from tools.retail.reads import (
+from tierflow.tools.retail.errors import RetailErrorKind, RetailToolError
+from tierflow.tools.retail.reads import (
     calculate,
     find_user_id_by_email,
     find_user_id_by_name_zip,
@@ -29,7 +29,7 @@ from tools.retail.reads import (
     list_all_product_types,
     transfer_to_human_agents,
 )
-from tools.retail.tools import (
+from tierflow.tools.retail.tools import (
     IDEMPOTENCY_CONFIG_KEY,
     RETAIL_TOOLS,
     WRITE_TOOL_NAMES,
@@ -37,7 +37,7 @@ from tools.retail.tools import (
     call_retail_tool,
     retail_tools,
 )
-from tools.retail.writes import (
+from tierflow.tools.retail.writes import (
     STATUS_CANCELLED,
     STATUS_EXCHANGE_REQUESTED,
     STATUS_ITEMS_MODIFIED,

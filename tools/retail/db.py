@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_tiers.errors import ConfigError
-from model_tiers.home import ENV_HOME, home_path
-from tools.datasets import dataset_file
+from tierflow.model_tiers.errors import ConfigError
+from tierflow.model_tiers.home import ENV_HOME, home_path
+from tierflow.tools.datasets import dataset_file
 
 __all__ = [
     "DATA_HOME_ENV_VAR",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from model_tiers.errors import ToolRefusal
+from tierflow.model_tiers.errors import ToolRefusal
 
 __all__ = ["RetailErrorKind", "RetailToolError"]
 

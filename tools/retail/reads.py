@@ -14,9 +14,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from tools.retail.db import load_item, load_order, load_product, load_user
-from tools.retail.errors import RetailToolError
-from tools.retail.schemas import (
+from tierflow.tools.retail.db import load_item, load_order, load_product, load_user
+from tierflow.tools.retail.errors import RetailToolError
+from tierflow.tools.retail.schemas import (
     CalculateArgs,
     FindUserIdByEmailArgs,
     FindUserIdByNameZipArgs,

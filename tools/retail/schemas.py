@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from tools.retail.errors import RetailToolError
+from tierflow.tools.retail.errors import RetailToolError
 
 __all__ = [
     "CalculateArgs",

@@ -22,9 +22,9 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ValidationError
 
-from tools.retail import reads, writes
-from tools.retail.errors import RetailToolError
-from tools.retail.schemas import (
+from tierflow.tools.retail import reads, writes
+from tierflow.tools.retail.errors import RetailToolError
+from tierflow.tools.retail.schemas import (
     CalculateArgs,
     CancelPendingOrderArgs,
     ExchangeDeliveredOrderItemsArgs,

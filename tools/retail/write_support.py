@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from tools.retail.db import load_item, load_order
-from tools.retail.errors import RetailToolError
+from tierflow.tools.retail.db import load_item, load_order
+from tierflow.tools.retail.errors import RetailToolError
 
 __all__ = [
     "STATUS_CANCELLED",

@@ -26,9 +26,9 @@ import json
 import sqlite3
 from typing import Any
 
-from tools.retail.db import load_user
-from tools.retail.errors import RetailToolError
-from tools.retail.schemas import (
+from tierflow.tools.retail.db import load_user
+from tierflow.tools.retail.errors import RetailToolError
+from tierflow.tools.retail.schemas import (
     CancelPendingOrderArgs,
     ExchangeDeliveredOrderItemsArgs,
     ModifyPendingOrderAddressArgs,
@@ -38,7 +38,7 @@ from tools.retail.schemas import (
     ReturnDeliveredOrderItemsArgs,
     parse_args,
 )
-from tools.retail.write_support import (
+from tierflow.tools.retail.write_support import (
     STATUS_CANCELLED,
     STATUS_DELIVERED,
     STATUS_EXCHANGE_REQUESTED,

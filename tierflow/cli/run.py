@@ -15,11 +15,11 @@ from typing import Any
 from langgraph.types import Command
 from rich.console import Console
 
-from graphs.catalog import SHIPPED_GRAPHS, GraphEntry, resolve_graph
-from graphs.studio import register as register_studio
-from graphs.run_output import clip, describe_event, final_panel, ledger_table, question_line, question_panel
-from model_tiers import ConfigError, TierRunContext, load_tier_config, summarize
-from model_tiers.home import corrupt_database_message, home_dir, write_crash_log
+from tierflow.graphs.catalog import SHIPPED_GRAPHS, GraphEntry, resolve_graph
+from tierflow.graphs.studio import register as register_studio
+from tierflow.graphs.run_output import clip, describe_event, final_panel, ledger_table, question_line, question_panel
+from tierflow.model_tiers import ConfigError, TierRunContext, load_tier_config, summarize
+from tierflow.model_tiers.home import corrupt_database_message, home_dir, write_crash_log
 
 __all__ = ["register", "data_dir", "read_input", "sqlite_checkpointer", "parse_answer"]
 
@@ -214,7 +214,7 @@ def _report_run_error(failure: Mapping[str, Any], thread: str, out: Console) -> 
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from tools.knowledge_base import KnowledgeBase
+    from tierflow.tools.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase(args.kb)
     chunks = kb.ingest(args.docs)
@@ -223,7 +223,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    from graphs.retention import parse_age, prune_checkpoints
+    from tierflow.graphs.retention import parse_age, prune_checkpoints
 
     report = prune_checkpoints(
         data_dir() / "checkpoints.sqlite",

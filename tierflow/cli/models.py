@@ -7,10 +7,10 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from model_tiers.config import load_tier_config
-from model_tiers.doctor import diagnose
-from model_tiers.providers.model_files import MODEL_FILES, adapter_file_status, model_file_status
-from model_tiers.spec import ROLES
+from tierflow.model_tiers.config import load_tier_config
+from tierflow.model_tiers.doctor import diagnose
+from tierflow.model_tiers.providers.model_files import MODEL_FILES, adapter_file_status, model_file_status
+from tierflow.model_tiers.spec import ROLES
 
 __all__ = ["register"]
 

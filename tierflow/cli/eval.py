@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from evals.suites import graphs_with_suites
-from model_tiers import ConfigError
+from tierflow.evals.suites import graphs_with_suites
+from tierflow.model_tiers import ConfigError
 
 # The eval stack is imported by the handlers, not here: `tierflow --help` and `tierflow run`
 # must not pay for it.
 if TYPE_CHECKING:
-    from evals.harness.report import EvalReport
-    from evals.harness.suite import Suite
+    from tierflow.evals.harness.report import EvalReport
+    from tierflow.evals.harness.suite import Suite
 
 __all__ = ["register", "summary_table"]
 
@@ -62,9 +62,9 @@ def summary_table(report: EvalReport) -> Table:
 
 def _suite(args: argparse.Namespace) -> Suite:
     """A case file given with --dataset makes its own suite; otherwise the graph's built-in one."""
-    from evals.casefile import TierJudge, casefile_suite, is_case_file, parse_grades
-    from evals.suites import get_suite
-    from graphs.catalog import resolve_graph
+    from tierflow.evals.casefile import TierJudge, casefile_suite, is_case_file, parse_grades
+    from tierflow.evals.suites import get_suite
+    from tierflow.graphs.catalog import resolve_graph
 
     entry = resolve_graph(args.graph)  # an unknown graph is named as such, whatever the dataset
     if args.dataset and is_case_file(args.dataset):
@@ -81,8 +81,8 @@ def _suite(args: argparse.Namespace) -> Suite:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from evals.harness.evaluate import EvalSettings, run_eval
-    from evals.harness.policies import resolve_policies
+    from tierflow.evals.harness.evaluate import EvalSettings, run_eval
+    from tierflow.evals.harness.policies import resolve_policies
 
     suite = _suite(args)
     policies = resolve_policies(
@@ -134,7 +134,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from evals.finetune import export_finetune
+    from tierflow.evals.finetune import export_finetune
 
     summary = export_finetune(args.run_dir, args.out, require_correct=args.require_correct)
     by_node = ", ".join(f"{node}={n}" for node, n in sorted(summary.by_node.items())) or "none"

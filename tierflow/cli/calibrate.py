@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from model_tiers import ConfigError
+from tierflow.model_tiers import ConfigError
 
 __all__ = ["register"]
 
@@ -37,9 +37,9 @@ def _holdout(text: str) -> float:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from evals.calibrate.command import CalibrateOptions, calibrate_run
-    from evals.calibrate.fit import FitSettings
-    from evals.calibrate.report import summary_lines, write_report
+    from tierflow.evals.calibrate.command import CalibrateOptions, calibrate_run
+    from tierflow.evals.calibrate.fit import FitSettings
+    from tierflow.evals.calibrate.report import summary_lines, write_report
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "run.json").is_file():

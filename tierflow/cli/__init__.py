@@ -1,6 +1,7 @@
-"""The `tierflow` command. Each package registers its own subcommands; this module sits at
-the top of the dependency chain (evals -> graphs -> agents -> model_tiers) so it may
-compose them all."""
+"""The `tierflow` command: one CLI package over the public API. Each module here registers
+its subcommands and imports what its handler needs only when the handler runs, so
+`tierflow --help` stays fast. This package sits at the top of the dependency chain
+(cli -> evals -> graphs -> agents -> model_tiers) so it may compose them all."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from evals import finetune_cli, harness_cli
-from evals.calibrate import cli as calibrate_cli
-from graphs import cli as graphs_cli
-from model_tiers import cli as model_tiers_cli
-from model_tiers.errors import TierflowError
-from model_tiers.home import write_crash_log
-from model_tiers.secrets import redact
+from tierflow.cli import calibrate as calibrate_cli
+from tierflow.cli import eval as harness_cli
+from tierflow.cli import finetune as finetune_cli
+from tierflow.cli import models as model_tiers_cli
+from tierflow.cli import run as graphs_cli
+from tierflow.model_tiers.errors import TierflowError
+from tierflow.model_tiers.home import write_crash_log
+from tierflow.model_tiers.secrets import redact
 
 __all__ = ["main", "build_parser"]
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 if TYPE_CHECKING:
-    from model_tiers.finetune import TrainingExample
+    from tierflow.model_tiers.finetune import TrainingExample
 
 __all__ = ["register", "training_examples"]
 
@@ -29,10 +29,10 @@ console = Console(stderr=True)
 
 def training_examples(args: argparse.Namespace) -> tuple[list[TrainingExample], str]:
     """The examples `args` ask for, and a description of where they came from."""
-    from evals.datasets.intents import by_label
-    from evals.finetune import step_examples, step_of, stratified_split
-    from evals.suites import get_suite
-    from model_tiers.finetune import TrainingDataError, load_training_file
+    from tierflow.evals.datasets.intents import by_label
+    from tierflow.evals.finetune import step_examples, step_of, stratified_split
+    from tierflow.evals.suites import get_suite
+    from tierflow.model_tiers.finetune import TrainingDataError, load_training_file
 
     if args.data is not None:
         if args.graph is not None:
@@ -62,13 +62,13 @@ def training_examples(args: argparse.Namespace) -> tuple[list[TrainingExample], 
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from model_tiers.config import load_tier_config
-    from model_tiers.finetune import LoraSettings, finetune
+    from tierflow.model_tiers.config import load_tier_config
+    from tierflow.model_tiers.finetune import LoraSettings, finetune
 
     config = load_tier_config(args.tiers)
     base = config.tier(args.tier) if args.tier in config.names else None
     if base is None:
-        from model_tiers.errors import ConfigError
+        from tierflow.model_tiers.errors import ConfigError
 
         raise ConfigError(f"unknown tier '{args.tier}'; the ladder has: {', '.join(config.names)}")
     examples, source = training_examples(args)

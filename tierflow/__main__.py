@@ -1,0 +1,7 @@
+"""`python -m tierflow`: the `tierflow` command."""
+
+import sys
+
+from tierflow.cli import main
+
+sys.exit(main())
