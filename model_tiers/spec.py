@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tierflow.model_tiers.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tierflow.model_tiers.providers.catalog import ProviderFactory
 
 __all__ = [
     "Provider",
@@ -23,8 +26,12 @@ __all__ = [
     "TierConfig",
 ]
 
-Provider = Literal["embedded", "ollama", "openai", "scripted", "replay"]
-StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
+# A provider kind's name: a built-in one (embedded, ollama, openai, scripted, replay) or one
+# registered by the user (model_tiers/providers/catalog.py); checked when a tier is loaded.
+Provider = str
+# How a tier is asked for structured output; "none": it gives none, so a step with an output
+# schema skips the tier on its ladder (agents/loop/ladder.py).
+StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode", "none"]
 # A role names what a step does (its tier comes from `roles` in the tiers file). The
 # built-in step factories use ROLES, which every config maps; a graph may declare steps of
 # its own roles ("summarize", "translate"), mapped the same way.
@@ -33,8 +40,13 @@ ROLES: tuple[str, ...] = ("plan", "classify", "extract", "tool", "respond", "jud
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 RoutingPolicy = Literal["tiered", "all-slm", "all-frontier"]
 
-# Providers whose models run on hardware we control; only these may see `local_only` data.
-_LOCAL_PROVIDERS = frozenset({"embedded", "ollama", "scripted", "replay"})
+
+def _provider_factory(name: str) -> ProviderFactory:
+    # Imported on use, so that loading this module never depends on the providers package
+    # (which names TierSpec in its signatures) having finished loading.
+    from tierflow.model_tiers.providers.catalog import get_provider
+
+    return get_provider(name)
 
 
 class _Strict(BaseModel):
@@ -95,10 +107,17 @@ class TierSpec(_Strict):
     # model_tiers/providers/logprobs.py). Off for an endpoint that rejects the parameter.
     logprobs: bool = True
 
+    @field_validator("provider")
+    @classmethod
+    def _registered_provider(cls, name: str) -> str:
+        _provider_factory(name)  # raises ConfigError (a ValueError) naming the known providers
+        return name
+
     @model_validator(mode="after")
-    def _default_locality(self) -> "TierSpec":
+    def _default_locality(self) -> TierSpec:
         if self.local is None:
-            object.__setattr__(self, "local", self.provider in _LOCAL_PROVIDERS)
+            # Only models on hardware the user controls may see `local_only` data by default.
+            object.__setattr__(self, "local", _provider_factory(self.provider).capabilities.local)
         if self.adapter is not None and self.provider != "embedded":
             raise ValueError(
                 f"tier '{self.name}': 'adapter' applies to embedded tiers; an ollama tier names the "
@@ -156,7 +175,7 @@ class TierConfig(_Strict):
     budget: Budget = Budget()
 
     @model_validator(mode="after")
-    def _check_references(self) -> "TierConfig":
+    def _check_references(self) -> TierConfig:
         names = [t.name for t in self.tiers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

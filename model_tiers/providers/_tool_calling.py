@@ -12,8 +12,10 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -28,7 +30,7 @@ def forced_tool_name(tools: Sequence[dict[str, Any]], tool_choice: Any) -> str |
     if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "any", "required"):
         return tool_choice
     if tool_choice in ("any", "required", True) and len(tools) == 1:
-        return tools[0]["function"]["name"]
+        return str(tools[0]["function"]["name"])
     return None
 
 
@@ -43,7 +45,28 @@ def messages_as_text(messages: Sequence[BaseMessage]) -> str:
 
 
 class ToolCallingChatModel(BaseChatModel):
-    """A chat model whose `_generate` understands `tools` / `tool_choice` kwargs."""
+    """A chat model whose `_generate` understands `tools` / `tool_choice` kwargs.
+
+    Subclasses implement `_answer`, which sees the tools as a list (empty when none are
+    bound) and the caller's `tool_choice`; LangChain's callback plumbing stays here.
+    """
+
+    def _answer(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], tool_choice: Any, stop: list[str] | None
+    ) -> ChatResult:
+        raise NotImplementedError(f"{type(self).__name__} must implement _answer")
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._answer(messages, list(tools or []), tool_choice, stop)
 
     def bind_tools(
         self,
@@ -55,7 +78,7 @@ class ToolCallingChatModel(BaseChatModel):
         formatted = [convert_to_openai_tool(t) for t in tools]
         return self.bind(tools=formatted, tool_choice=tool_choice or "auto", **kwargs)
 
-    def with_structured_output(  # type: ignore[override]
+    def with_structured_output(
         self,
         schema: dict[str, Any] | type,
         *,

@@ -19,12 +19,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
@@ -37,9 +37,10 @@ from pydantic import ConfigDict, Field
 
 from tierflow.model_tiers.errors import ConfigError, MissingDependency
 from tierflow.model_tiers.ledger import CONFIDENCE_KEY
+from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name
 from tierflow.model_tiers.providers.logprobs import confidence_from_openai_logprobs
 from tierflow.model_tiers.providers.model_files import MODEL_FILES, check_adapter_file, verified_model_path
-from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name
+from tierflow.model_tiers.providers.tool_prompts import NO_TOOL, tool_call_schema, tools_prompt
 
 T = TypeVar("T")
 
@@ -47,6 +48,8 @@ __all__ = [
     "EmbeddedTimeout",
     "run_inference",
     "NO_TOOL",
+    "TokenChoice",
+    "ChosenToken",
     "EmbeddedEngine",
     "EmbeddedChatModel",
     "get_engine",
@@ -125,6 +128,24 @@ def run_inference(fn: Callable[[], T]) -> T:
     return _inference_thread().submit(fn).result()
 
 
+@dataclass(frozen=True)
+class TokenChoice:
+    """One token as decoded: its text, its bytes (a token may hold part of a character) and
+    its natural-log probability under the model, before any grammar's mask."""
+
+    token: str
+    raw: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class ChosenToken:
+    """A generated token and, when asked for, the most likely tokens at its position."""
+
+    chosen: TokenChoice
+    alternatives: tuple[TokenChoice, ...] = ()
+
+
 class EmbeddedEngine:
     """A loaded GGUF model plus the lock that makes it safe to share between threads."""
 
@@ -142,6 +163,9 @@ class EmbeddedEngine:
         self.model = model
         self.path = path
         self.fold_system = fold
+        # None: the GGUF's own chat template renders the turns, any role included ("tool");
+        # a llama.cpp format name (e.g. "gemma") knows only system, user and assistant turns.
+        self.chat_format = chat_format
         self.n_ctx = n_ctx
         self.adapter = None if adapter is None else Path(adapter).expanduser()
         if self.adapter is not None:
@@ -191,6 +215,8 @@ class EmbeddedEngine:
         temperature: float = 0.0,
         stop: list[str] | None = None,
         on_text: Callable[[str], None] | None = None,
+        on_token: Callable[[ChosenToken], None] | None = None,
+        top_logprobs: int = 0,
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """One chat completion (OpenAI-shaped dict), grammar-constrained when a schema is given.
@@ -200,7 +226,9 @@ class EmbeddedEngine:
         model's: with an eval's concurrent cases it made SmolLM2 calls time out); a decode
         past it stops at its next token and raises `EmbeddedTimeout`. With `on_text`, every
         text delta is passed to it as it is decoded (servers stream it); the return value
-        is the same.
+        is the same. With `on_token`, every generated token is passed to it with its
+        log-probability (and its `top_logprobs` most likely alternatives) as soon as it is
+        known: one step after its text, since the sampled token is seen at the next step.
         """
         if self.fold_system:
             messages = fold_system(messages)
@@ -209,12 +237,25 @@ class EmbeddedEngine:
         def run() -> dict[str, Any]:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
             with self._lock:
-                return self._decode(messages, grammar, max_tokens, temperature, stop, on_text, deadline)
+                return self._decode(messages, grammar, max_tokens, temperature, stop, on_text, on_token, top_logprobs, deadline)
 
         completion = run_inference(run)
         if completion["choices"][0]["finish_reason"] == "timeout":
             raise EmbeddedTimeout(f"the embedded call ran past timeout_s={timeout_s:g}")
         return completion
+
+    def _chosen_token(self, token: int, logprob: float, logits: Any, normaliser: float, top: int) -> ChosenToken:
+        alternatives: tuple[TokenChoice, ...] = ()
+        if top > 0:
+            count = min(top, len(logits))
+            best = numpy.argpartition(-logits, count - 1)[:count]
+            ranked = sorted((int(i) for i in best), key=lambda i: -float(logits[i]))
+            alternatives = tuple(self._token_choice(i, float(logits[i]) - normaliser) for i in ranked)
+        return ChosenToken(self._token_choice(token, logprob), alternatives)
+
+    def _token_choice(self, token: int, logprob: float) -> TokenChoice:
+        raw = self._llama.detokenize([token])
+        return TokenChoice(raw.decode("utf-8", errors="replace"), raw, logprob)
 
     def _decode(
         self,
@@ -224,6 +265,8 @@ class EmbeddedEngine:
         temperature: float,
         stop: list[str] | None,
         on_text: Callable[[str], None] | None,
+        on_token: Callable[[ChosenToken], None] | None,
+        top_logprobs: int,
         deadline: float | None,
     ) -> dict[str, Any]:
         # Called with the lock held, on the inference thread. Always streamed, so a call
@@ -238,6 +281,8 @@ class EmbeddedEngine:
         # a step's scores are kept until the next step shows which token was sampled.
         chosen: list[tuple[int, float]] = []
         previous: list[tuple[Any, float]] = []
+        # A callback's error is re-raised once the decode is over (not inside llama.cpp's loop).
+        callback_errors: list[Exception] = []
 
         def note_prompt_length(input_ids: Any, scores: Any) -> Any:
             if not prompt_len:
@@ -245,13 +290,19 @@ class EmbeddedEngine:
             elif previous:
                 logits, normaliser = previous.pop()
                 token = int(input_ids[-1])
-                chosen.append((token, float(logits[token]) - normaliser))
+                logprob = float(logits[token]) - normaliser
+                chosen.append((token, logprob))
+                if on_token is not None and not callback_errors:
+                    try:
+                        on_token(self._chosen_token(token, logprob, logits, normaliser, top_logprobs))
+                    except Exception as err:
+                        callback_errors.append(err)
             top = float(scores.max())
             previous.append((scores.copy(), top + math.log(float(numpy.exp(scores - top).sum()))))
             return scores
 
         chunks = self._llama.create_chat_completion(
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             grammar=grammar,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -262,25 +313,24 @@ class EmbeddedEngine:
         parts: list[str] = []
         finish_reason: str | None = None
         completion_id = ""
-        callback_error: Exception | None = None
-        for chunk in chunks:  # type: ignore[union-attr]
+        for chunk in chunks:
             completion_id = chunk.get("id", completion_id)
             choice = chunk["choices"][0]
             finish_reason = choice.get("finish_reason") or finish_reason
             delta = choice.get("delta", {}).get("content")
             if delta:
                 parts.append(delta)
-                if on_text is not None and callback_error is None:
+                if on_text is not None and not callback_errors:
                     try:
                         on_text(delta)
-                    except Exception as err:  # re-raised below, once the decode is over
-                        callback_error = err
+                    except Exception as err:
+                        callback_errors.append(err)
             if deadline is not None and time.monotonic() > deadline:
                 finish_reason = "timeout"
-                chunks.close()  # type: ignore[union-attr]
+                chunks.close()
                 break
-        if callback_error is not None:
-            raise callback_error
+        if callback_errors:
+            raise callback_errors[0]
         text = "".join(parts)
         token_logprobs = [
             {"token": self._llama.detokenize([token]).decode("utf-8", errors="replace"), "logprob": logprob}
@@ -474,118 +524,6 @@ def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     return out
 
 
-# The pseudo-tool a model "calls" to answer in text when it may choose not to call a tool.
-NO_TOOL = "no_tool"
-
-
-def tool_call_schema(tools: Sequence[dict[str, Any]], forced: str | None, allow_none: bool) -> dict[str, Any]:
-    """The JSON schema a tool-calling reply is decoded under (OpenAI-format `tools`).
-
-    `forced` names the one tool to call: the reply is then its bare arguments object.
-    Otherwise the reply is `{"name": ..., "arguments": {...}}` for one of the tools, or,
-    when `allow_none`, for the pseudo-tool `NO_TOOL` whose `arguments.reply` is plain text.
-    """
-    chosen = [t for t in tools if forced is None or t["function"]["name"] == forced]
-    if forced and not chosen:
-        raise ValueError(f"tool_choice names '{forced}', which is not among the bound tools")
-    if forced:
-        return chosen[0]["function"].get("parameters") or {"type": "object", "properties": {}}
-    options = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"const": t["function"]["name"]},
-                "arguments": t["function"].get("parameters") or {"type": "object", "properties": {}},
-            },
-            "required": ["name", "arguments"],
-        }
-        for t in chosen
-    ]
-    if allow_none:
-        options.append(
-            {
-                "type": "object",
-                "properties": {
-                    "name": {"const": NO_TOOL},
-                    "arguments": {
-                        "type": "object",
-                        "properties": {"reply": {"type": "string"}},
-                        "required": ["reply"],
-                    },
-                },
-                "required": ["name", "arguments"],
-            }
-        )
-    return {"anyOf": options}
-
-
-# Longer enums are not spelled out in the tool prompt: the grammar enforces them, and a
-# step with many labels lists its candidates in its own prompt (78 labels were ~800 tokens).
-_MAX_ENUM_IN_PROMPT = 12
-
-
-def _compact_enums(schema: Any) -> Any:
-    if isinstance(schema, list):
-        return [_compact_enums(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: _compact_enums(v) for k, v in schema.items()}
-    if isinstance(out.get("enum"), list) and len(out["enum"]) > _MAX_ENUM_IN_PROMPT:
-        out["enum"] = f"one of {len(out['enum'])} allowed values"
-    return out
-
-
-def _type_name(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
-    if "$ref" in schema:
-        return _type_name(defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {}), defs)
-    if isinstance(schema.get("enum"), list):
-        values = schema["enum"]
-        return f"one of {len(values)} allowed values" if len(values) > _MAX_ENUM_IN_PROMPT else "one of " + ", ".join(json.dumps(v) for v in values)
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return " or ".join(dict.fromkeys(_type_name(s, defs) for s in schema[key]))
-    kind = schema.get("type")
-    if kind == "array":
-        return f"list of {_type_name(schema.get('items', {}), defs)}"
-    if kind == "object" and schema.get("properties"):
-        return "object " + json.dumps(_compact_enums(schema["properties"]))
-    return str(kind or "any")
-
-
-def _field_lines(parameters: Mapping[str, Any]) -> list[str]:
-    """One line per argument: name, type, optional or not, description."""
-    defs = parameters.get("$defs", {})
-    required = set(parameters.get("required", []))
-    lines = []
-    for name, sub in (parameters.get("properties") or {}).items():
-        optional = "" if name in required else ", optional"
-        description = str(sub.get("description", "")).strip()
-        lines.append(f"  - {name} ({_type_name(sub, defs)}{optional})" + (f": {description}" if description else ""))
-    return lines
-
-
-def tools_prompt(tools: Sequence[dict[str, Any]], forced: str | None, allow_none: bool) -> str:
-    """The system text that tells the model which tools exist and the reply shape to use.
-
-    Arguments are listed one per line (name, type, description) rather than as raw JSON
-    Schema: shorter, and Qwen2.5-1.5B extracted the sample ticket's amount with it.
-    """
-    if forced:
-        fn = next(t["function"] for t in tools if t["function"]["name"] == forced)
-        what = str(fn.get("description", "")).strip()
-        head = f"Answer with one JSON object ({what})" if what else "Answer with one JSON object"
-        return "\n".join([f"{head} with these fields:", *_field_lines(fn.get("parameters") or {})])
-    lines = ["You can call these tools. Answer with JSON only."]
-    for t in tools:
-        fn = t["function"]
-        lines.append(f"- {fn['name']}: {fn.get('description', '').strip()}")
-        lines.extend(_field_lines(fn.get("parameters") or {}))
-    lines.append('Reply as {"name": <tool name>, "arguments": {...}}.')
-    if allow_none:
-        lines.append(f'If no tool fits, reply {{"name": "{NO_TOOL}", "arguments": {{"reply": <text>}}}}.')
-    return "\n".join(lines)
-
-
 def embedded_chat(
     messages: Sequence[BaseMessage],
     tools: Sequence[dict[str, Any]] | None,
@@ -636,15 +574,8 @@ class EmbeddedChatModel(ToolCallingChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self.model, "adapter": self.adapter, "temperature": self.temperature, "max_tokens": self.max_tokens}
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: Any = None,
-        **kwargs: Any,
+    def _answer(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], tool_choice: Any, stop: list[str] | None
     ) -> ChatResult:
         engine = get_engine(self.model, n_ctx=self.n_ctx, n_threads=self.n_threads, adapter=self.adapter)
         chat, schema, forced = embedded_chat(messages, tools, tool_choice, describe_schema=self.describe_schema)
@@ -688,7 +619,7 @@ class EmbeddedChatModel(ToolCallingChatModel):
         message = AIMessage(
             content=content,
             tool_calls=tool_calls,
-            usage_metadata=usage_metadata,  # type: ignore[arg-type]
+            usage_metadata=usage_metadata,
             response_metadata={
                 "model_name": self.model,
                 "finish_reason": choice.get("finish_reason"),

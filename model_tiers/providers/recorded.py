@@ -38,7 +38,7 @@ from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from tierflow.model_tiers.errors import ConfigError
-from tierflow.model_tiers.providers.replay import RecordingMiss, match_question, normalize_question
+from tierflow.model_tiers.providers.matching import RecordingMiss, match_question, normalize_question
 
 __all__ = [
     "RecordedOutcome",

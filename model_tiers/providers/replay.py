@@ -15,7 +15,7 @@ Tier options (``[tiers.options]`` in a tiers file)::
     response_column = "..."                                   # optional, CSV only, overrides the above
     question_column = "prompt"                                # optional, CSV only
     fields = { solution = "response", final_answer = "final_number" }
-    final_number = "tierflow.evals.datasets.numbers:extract_final_number"
+    final_number = "tierflow.agents.numbers:extract_final_number"
 
 Structured output (a forced tool call) is filled from ``fields``: each schema field maps
 to a source, ``response`` (the recorded text), ``final_number`` (the number the
@@ -39,27 +39,23 @@ from __future__ import annotations
 import csv
 import importlib
 import os
-import re
 import threading
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import ConfigDict, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from tierflow.model_tiers.errors import ConfigError
 from tierflow.model_tiers.home import DATASETS_ENV_VAR, datasets_dir
 from tierflow.model_tiers.ledger import CONFIDENCE_KEY, estimate_tokens
-from tierflow.model_tiers.spec import TierConfig
 from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
-
-if TYPE_CHECKING:  # recorded.py imports this module; ReplayChatModel imports it on first use
-    from tierflow.model_tiers.providers.recorded import RecordedFile
+from tierflow.model_tiers.providers.matching import RecordingMiss, match_question, normalize_question
+from tierflow.model_tiers.providers.recorded import RecordedFile, load_recorded
+from tierflow.model_tiers.spec import TierConfig
 
 __all__ = [
     "replayed_from",
@@ -75,21 +71,7 @@ __all__ = [
 ]
 
 FIELD_SOURCES = ("response", "final_number", "correct")
-_FENCED = re.compile(r"<<<\s*(.*?)\s*>>>", re.S)
 _KNOWN_OPTIONS = {"recording", "model", "response_column", "question_column", "fields", "final_number"}
-
-
-class RecordingMiss(ConfigError):
-    """The prompt's question is not in the recording, so the replay tier cannot answer.
-
-    A ConfigError, not an InvalidModelOutput: no model misbehaved; the run uses a
-    recording that does not cover its input, and escalating would only hide that.
-    """
-
-
-def normalize_question(text: str) -> str:
-    """The key a question is matched by: NFC, whitespace runs collapsed, ends stripped."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 @dataclass(frozen=True)
@@ -105,35 +87,6 @@ class Recording:
     def row_for(self, messages: Sequence[BaseMessage]) -> int:
         """The row whose question the human messages contain; raises `RecordingMiss`."""
         return match_question(self.index, messages, count=len(self.rows), source=str(self.path))
-
-
-def match_question(index: Mapping[str, int], messages: Sequence[BaseMessage], *, count: int, source: str) -> int:
-    """The entry of `index` (normalised question -> number) whose question the human
-    messages ask: a ``<<< >>>`` fenced block or a whole message first, else the longest
-    question contained in a message. Raises `RecordingMiss` naming `source`; shared by
-    the CSV and the JSONL recordings so both match prompts the same way."""
-    texts = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
-    for text in texts:
-        for candidate in (*_FENCED.findall(text), text):
-            row = index.get(normalize_question(candidate))
-            if row is not None:
-                return row
-    # Slow path: the question is embedded in a prompt without a fence.
-    best: tuple[int, int] | None = None
-    for text in texts:
-        haystack = normalize_question(text)
-        for question, row in index.items():
-            if question and question in haystack and (best is None or len(question) > best[0]):
-                best = (len(question), row)
-    if best is not None:
-        return best[1]
-    asked = normalize_question(texts[0] if texts else "")[:160]
-    raise RecordingMiss(
-        f"no recorded answer for the question {asked!r}: the replay recording has {count} "
-        f"questions and this is not one of them; replay only the questions of that file, or "
-        f"use a live tier for other input",
-        source=source,
-    )
 
 
 _RECORDINGS: dict[tuple[str, int, int, str], Recording] = {}
@@ -198,7 +151,9 @@ def _import_function(ref: str, tier: str) -> Callable[[str], float | None]:
         raise ConfigError(f"tier '{tier}': cannot import options.final_number '{ref}': {err}") from None
     if not callable(found):
         raise ConfigError(f"tier '{tier}': options.final_number '{ref}' is not a function")
-    return found  # type: ignore[no-any-return]
+    # Trusted as the declared signature: the function named in the tiers file is the user's.
+    function: Callable[[str], float | None] = found
+    return function
 
 
 def _number_text(value: float | None) -> str:
@@ -235,7 +190,7 @@ class ReplayChatModel(ToolCallingChatModel):
     recording_path: Path
     response_column: str  # CSV only; a JSONL recording is keyed by `model`
     question_column: str = "prompt"
-    fields: dict[str, str] = {"solution": "response", "final_answer": "final_number"}
+    fields: dict[str, str] = Field(default_factory=lambda: {"solution": "response", "final_answer": "final_number"})
     final_number: Callable[[str], float | None] | None = None
     _recording: Recording | None = PrivateAttr(default=None)
     _recorded: RecordedFile | None = PrivateAttr(default=None)
@@ -263,8 +218,6 @@ class ReplayChatModel(ToolCallingChatModel):
 
     def recorded(self) -> RecordedFile:
         """The JSONL recording (model_tiers.providers.recorded), loaded on first use."""
-        from tierflow.model_tiers.providers.recorded import load_recorded  # recorded.py imports this module
-
         with self._lock:
             if self._recorded is None:
                 recorded = load_recorded(self.recording_path)
@@ -323,18 +276,10 @@ class ReplayChatModel(ToolCallingChatModel):
                 values[name] = _number_text(self.final_number(replayed.text))
         return values
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: Any = None,
-        **kwargs: Any,
+    def _answer(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], tool_choice: Any, stop: list[str] | None
     ) -> ChatResult:
         replayed = self._replayed(messages)
-        tools = list(tools or [])
         target = forced_tool_name(tools, tool_choice) if tools else None
         if target is not None:
             args = self._field_values(target, tools, replayed)
@@ -410,7 +355,7 @@ def replay_model_from_options(tier: str, options: Mapping[str, Any], env: Mappin
         if not options.get("final_number"):
             raise ConfigError(
                 f"tier '{tier}': options.fields uses 'final_number', so options.final_number must name "
-                "the parser, e.g. 'tierflow.evals.datasets.numbers:extract_final_number'"
+                "the parser, e.g. 'tierflow.agents.numbers:extract_final_number'"
             )
         parser = _import_function(str(options["final_number"]), tier)
     return ReplayChatModel(

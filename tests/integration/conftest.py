@@ -7,6 +7,7 @@ use small `max_output_tokens`: the machine has two shared cores.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -14,9 +15,9 @@ from typing import Any, Protocol
 
 import pytest
 
+from tests.servers.process import LOOPBACK, ServerProcess, free_port, running_server
 from tierflow.model_tiers import ROLES, TierConfig, config_from_mapping
 from tierflow.model_tiers.providers.embedded import resolve_model_path
-from tests.servers.process import LOOPBACK, ServerProcess, free_port, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,20 +55,41 @@ def ollama_model() -> str:
     return OLLAMA_MODEL
 
 
+def server_tier(
+    name: str, provider: str, model: str, base_url: str, *, method: str, price: tuple[float, float], **extra: Any
+) -> dict[str, Any]:
+    """A tier of one of the test servers, with small outputs: the two CPU cores may be shared."""
+    return {
+        "name": name,
+        "provider": provider,
+        "model": model,
+        "base_url": base_url,
+        **extra,
+        "timeout_s": 300,  # a bound for a hung server
+        "max_output_tokens": 64,
+        "price_input_per_mtok": price[0],
+        "price_output_per_mtok": price[1],
+        "capabilities": {"tools": True, "structured_output": method, "context_window": 2048},
+    }
+
+
+def _model_server(name: str, argv: list[str], *, log_path: Path, ready_path: str) -> contextlib.AbstractContextManager[ServerProcess]:
+    """A model server on a free loopback port, written into `argv` where it says PORT."""
+    port = free_port()
+    argv = [str(port) if arg == "PORT" else arg for arg in argv]
+    return running_server(name, argv, port=port, log_path=log_path, ready_path=ready_path, deadline_s=SERVER_START_DEADLINE_S, cwd=REPO_ROOT)
+
+
 @pytest.fixture(scope="session")
 def ollama_server(server_logs: Path) -> Iterator[ServerProcess]:
-    """Ollama's HTTP API over the embedded SmolLM2, every tools request answered with a call."""
-    port = free_port()
+    """Ollama's HTTP API over the embedded SmolLM2; with tools, the model chooses whether to call one."""
     argv = [
         "python", "-m", "tests.servers.ollama_protocol",
-        "--host", LOOPBACK, "--port", str(port),
+        "--host", LOOPBACK, "--port", "PORT",
         "--model", f"smollm2-135m-instruct={OLLAMA_MODEL}",
-        "--n-ctx", str(SERVER_N_CTX), "--tool-choice", "required", "--log-level", "info",
+        "--n-ctx", str(SERVER_N_CTX), "--log-level", "info",
     ]
-    with running_server(
-        "ollama-protocol server", argv, port=port, log_path=server_logs / "ollama_protocol.log",
-        ready_path="/api/version", deadline_s=SERVER_START_DEADLINE_S, cwd=REPO_ROOT,
-    ) as server:
+    with _model_server("ollama-protocol server", argv, log_path=server_logs / "ollama_protocol.log", ready_path="/api/version") as server:
         yield server
 
 
@@ -75,16 +97,12 @@ def ollama_server(server_logs: Path) -> Iterator[ServerProcess]:
 def llama_cpp_server(server_logs: Path) -> Iterator[ServerProcess]:
     """llama-cpp-python's OpenAI-compatible server over the SmolLM2 GGUF file."""
     gguf, _, _ = resolve_model_path("smollm2-135m-instruct")
-    port = free_port()
     argv = [
         "python", "-m", "llama_cpp.server",
         "--model", str(gguf), "--model_alias", "smollm2",
-        "--host", LOOPBACK, "--port", str(port), "--n_ctx", str(SERVER_N_CTX),
+        "--host", LOOPBACK, "--port", "PORT", "--n_ctx", str(SERVER_N_CTX),
     ]
-    with running_server(
-        "llama_cpp.server", argv, port=port, log_path=server_logs / "llama_cpp_server.log",
-        ready_path="/v1/models", deadline_s=SERVER_START_DEADLINE_S, cwd=REPO_ROOT,
-    ) as server:
+    with _model_server("llama_cpp.server", argv, log_path=server_logs / "llama_cpp_server.log", ready_path="/v1/models") as server:
         yield server
 
 

@@ -2,6 +2,8 @@
 
 Two clients: ChatOllama, as tierflow's `ollama` tiers use it (it always streams and sends
 `format=<JSON schema>` for structured output), and the `ollama` Python client directly.
+No request forces a tool call: with tools offered, the model decides whether to call one,
+as with Ollama.
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ import httpx
 import ollama
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from tierflow.model_tiers import TierMisconfigured, TierRegistry, Usage
-from tests.integration.provider_probes import TOOLS, TicketTriage, lookup_order
+from tests.integration.conftest import server_tier
+from tests.integration.provider_probes import TOOLS, TicketTriage
+from tests.servers.ollama_protocol import ChatMessage, engine_messages
 from tests.servers.process import ServerProcess
+from tierflow.model_tiers import TierMisconfigured, TierRegistry, Usage
 
 TICKET = "My parcel for order A-1234 has not moved for six days. Where is it?"
+# A request the order tools fit, and one none of them does (SmolLM2 at temperature 0 calls
+# lookup_order for the first and answers the second in text).
+ORDER_STATUS = "What is the status of order A-1234?"
+NO_TOOL_FITS = "Translate 'good morning' into French."
 
 
 TRIAGE_SCHEMA = TicketTriage.model_json_schema()
@@ -35,17 +44,7 @@ def get_order_status(order_id: str) -> str:
 
 
 def ollama_tier(server: ServerProcess, model: str, method: str = "json_schema") -> dict[str, Any]:
-    return {
-        "name": "local",
-        "provider": "ollama",
-        "model": model,
-        "base_url": server.url,
-        "timeout_s": 300,  # a bound for a hung server; the two CPU cores may be shared
-        "max_output_tokens": 64,
-        "price_input_per_mtok": 0.1,
-        "price_output_per_mtok": 0.1,
-        "capabilities": {"tools": True, "structured_output": method, "context_window": 2048},
-    }
+    return server_tier("local", "ollama", model, server.url, method=method, price=(0.1, 0.1))
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +83,18 @@ def test_structured_output(
 
 
 def test_tool_call(registry: TierRegistry) -> None:
-    reply = registry.call("local", [HumanMessage(TICKET)], tools=list(TOOLS.values()))
+    reply = registry.call("local", [HumanMessage(ORDER_STATUS)], tools=list(TOOLS.values()))
     assert len(reply.value) == 1
     call = reply.value[0]
     assert call["name"] in TOOLS
     TOOLS[call["name"]].args_schema.model_validate(call["args"])  # type: ignore[union-attr]
+    _assert_reported_usage(reply.usage)
+
+
+def test_a_request_no_tool_fits_is_answered_in_text(registry: TierRegistry) -> None:
+    reply = registry.call("local", [HumanMessage(NO_TOOL_FITS)], tools=list(TOOLS.values()))
+    assert reply.value == [] and not reply.message.tool_calls
+    assert isinstance(reply.message.content, str) and reply.message.content.strip()
     _assert_reported_usage(reply.usage)
 
 
@@ -119,7 +125,7 @@ def test_streaming(registry: TierRegistry) -> None:
 
 def test_unknown_model_is_a_configuration_error_not_a_fallback(ollama_server: ServerProcess, make_tier_config: Any) -> None:
     registry = TierRegistry(make_tier_config(ollama_tier(ollama_server, "no-such-model:7b")))
-    with pytest.raises(TierMisconfigured, match="has no model 'no-such-model:7b' .*HTTP 404") as caught:
+    with pytest.raises(TierMisconfigured, match=r"has no model 'no-such-model:7b' .*HTTP 404") as caught:
         registry.call("local", [HumanMessage("hello")])
     assert caught.value.status == 404 and registry.cooldown_left("local") == 0
 
@@ -229,3 +235,84 @@ def test_unknown_model_is_404(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as caught:
         client.show("nope")
     assert caught.value.status_code == 404
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_without_a_fitting_tool_answers_in_text(client: ollama.Client, ollama_model: str, stream: bool) -> None:
+    kwargs: dict[str, Any] = {
+        "messages": [{"role": "user", "content": NO_TOOL_FITS}],
+        "tools": [get_order_status],
+        "options": {"temperature": 0, "num_predict": 48},
+    }
+    if stream:
+        chunks = list(client.chat(ollama_model, stream=True, **kwargs))
+        assert chunks[-1].done and not any(c.message.tool_calls for c in chunks)
+        text = "".join(c.message.content or "" for c in chunks)
+    else:
+        response = client.chat(ollama_model, stream=False, **kwargs)
+        assert response.done and not response.message.tool_calls
+        text = response.message.content or ""
+    assert text.strip()
+
+
+def test_logprobs_come_with_each_chunk(client: ollama.Client, ollama_model: str) -> None:
+    """As Ollama documents it: each streamed chunk carries the log-probabilities of the
+    tokens whose text it brings, and the top alternatives when asked for."""
+    chunks = list(
+        client.chat(
+            ollama_model,
+            messages=[{"role": "user", "content": "Say hello to the customer."}],
+            options={"temperature": 0, "num_predict": 12},
+            logprobs=True,
+            top_logprobs=2,
+            stream=True,
+        )
+    )
+    *body, final = chunks
+    assert final.done and final.eval_count
+    with_text = [c for c in body if c.message.content]
+    assert len(with_text) >= 2
+    # Every chunk but the last has its tokens' probabilities (the last token's is only known
+    # at a next decode step, which a stop at num_predict never takes).
+    for chunk in with_text[:-1]:
+        assert chunk.logprobs, chunk
+        assert "".join(entry.token for entry in chunk.logprobs) == chunk.message.content
+        for entry in chunk.logprobs:
+            assert entry.logprob <= 0.0 and entry.top_logprobs and len(entry.top_logprobs) == 2
+            # At temperature 0 the chosen token is the most likely one.
+            assert entry.top_logprobs[0].token == entry.token
+    counted = sum(len(c.logprobs or []) for c in chunks)
+    assert final.eval_count - 1 <= counted <= final.eval_count
+
+
+def test_logprobs_of_a_reply_not_streamed(client: ollama.Client, ollama_model: str) -> None:
+    response = client.chat(
+        ollama_model,
+        messages=[{"role": "user", "content": "Say hello to the customer."}],
+        options={"temperature": 0, "num_predict": 12},
+        logprobs=True,
+        stream=False,
+    )
+    assert response.logprobs and response.eval_count
+    assert (response.message.content or "").startswith("".join(entry.token for entry in response.logprobs))
+    assert all(entry.top_logprobs is None for entry in response.logprobs)
+
+
+def test_a_tool_result_reaches_the_model_as_a_tool_turn(client: ollama.Client, ollama_model: str) -> None:
+    """`role: tool` with `tool_name`, as Ollama's API takes it: the model's chat template
+    renders it as a tool turn (SmolLM2's ChatML: `<|im_start|>tool`), not as a user message."""
+    conversation: list[dict[str, Any]] = [
+        {"role": "user", "content": ORDER_STATUS},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_order_status", "arguments": {"order_id": "A-1234"}}}]},
+        {"role": "tool", "content": "in transit, delivery expected tomorrow", "tool_name": "get_order_status"},
+    ]
+    response = client.chat(ollama_model, messages=conversation, options={"temperature": 0, "num_predict": 32}, stream=False)
+    assert response.done and (response.message.content or "").strip()
+
+    # What the server hands the engine, rendered by the chat template the server reports.
+    template = client.show(ollama_model).template or ""
+    turns = engine_messages([ChatMessage.model_validate(m) for m in conversation], chat_format=None)
+    assert turns[-1] == {"role": "tool", "content": "in transit, delivery expected tomorrow", "tool_name": "get_order_status"}
+    prompt = Jinja2ChatFormatter(template=template, eos_token="<|im_end|>", bos_token="")(messages=turns).prompt
+    assert "<|im_start|>tool\nin transit, delivery expected tomorrow<|im_end|>" in prompt
+    assert "<|im_start|>user\nin transit" not in prompt

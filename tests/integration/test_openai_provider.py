@@ -14,27 +14,18 @@ import openai
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from tierflow.model_tiers import TierRegistry, TierUnreachable, Usage
 from tests.conftest import REPO_ROOT
+from tests.integration.conftest import server_tier
 from tests.integration.provider_probes import TOOLS, TicketTriage, lookup_order
 from tests.servers.process import ServerProcess
+from tierflow.model_tiers import TierRegistry, TierUnreachable, Usage
 
 TICKET = "I was charged twice for order A-1234 and want one of the payments refunded."
 
 
 def openai_tier(server: ServerProcess, method: str = "function_calling") -> dict[str, Any]:
-    return {
-        "name": "remote",
-        "provider": "openai",
-        "model": "smollm2",
-        "base_url": f"{server.url}/v1",
-        "api_key_env": "",  # a local server: no key
-        "timeout_s": 300,  # a bound for a hung server; the two CPU cores may be shared
-        "max_output_tokens": 64,
-        "price_input_per_mtok": 2.5,
-        "price_output_per_mtok": 10.0,
-        "capabilities": {"tools": True, "structured_output": method, "context_window": 2048},
-    }
+    # a local server: no key
+    return server_tier("remote", "openai", "smollm2", f"{server.url}/v1", method=method, price=(2.5, 10.0), api_key_env="")
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,25 @@ No Ollama binary can be installed where the tests run, so the `ollama` provider 
 
     python -m tests.servers.ollama_protocol --port 11435 --model smollm2-135m-instruct=smollm2:135m
 
-Endpoints, shaped as in Ollama's docs/api.md: `GET /`, `GET /api/version`, `GET /api/tags`,
-`GET /api/ps`, `POST /api/show`, `POST /api/chat` (NDJSON stream by default, one object with
-`"stream": false`; `format` = "json" or a JSON schema, decoded under a llama.cpp grammar;
-`tools` in OpenAI function format, answered as `message.tool_calls`; `options.num_predict`,
-`options.temperature`, `options.stop`). Errors are `{"error": "..."}`; an unknown model
-is HTTP 404 `model '<name>' not found`.
+Endpoints, shaped as in Ollama's API documentation: `GET /`, `GET /api/version`,
+`GET /api/tags`, `GET /api/ps`, `POST /api/show`, `POST /api/chat` (NDJSON stream by
+default, one object with `"stream": false`; `format` = "json" or a JSON schema, decoded
+under a llama.cpp grammar; `options.num_predict`, `options.temperature`, `options.stop`).
+Errors are `{"error": "..."}`; an unknown model is HTTP 404 `model '<name>' not found`.
 
-Where Ollama leaves the tool decision to the model, `--tool-choice required` makes every
-request that carries tools answer with a tool call: the 135M test model rarely decides to
-call one on its own, and the tests check the protocol, not the model's judgement.
+As Ollama does:
+
+* `tools` leave the decision to the model. It answers in JSON, one of the offered tools'
+  calls or the pseudo-tool `no_tool` whose `reply` is plain text (a grammar keeps the
+  JSON well-formed, where Ollama's parser would read the call out of the model's text);
+  the model's choice comes back as `message.tool_calls` or as `message.content`.
+* A `role: "tool"` message (with its `tool_name`) reaches the model as a tool turn of its
+  chat template (`<|im_start|>tool` for SmolLM2's ChatML). Only a model under one of
+  llama.cpp's named chat formats, which know no tool role, gets it as a user turn that
+  names the tool.
+* `logprobs: true` (and `top_logprobs: N`) return, in every streamed chunk, the tokens
+  whose text that chunk carries: `{"token", "logprob", "bytes"[, "top_logprobs"]}`; a
+  reply that is not streamed has them all in its one object.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,16 +47,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tierflow.model_tiers.providers.embedded import (
     NO_TOOL,
+    ChosenToken,
     EmbeddedEngine,
+    TokenChoice,
     get_engine,
     tool_call_schema,
     tools_prompt,
 )
 
-__all__ = ["ServedModel", "ChatRequest", "create_app", "load_models", "main"]
+__all__ = ["ServedModel", "ChatMessage", "ChatRequest", "create_app", "engine_messages", "plan_decode", "load_models", "main"]
 
 SERVER_VERSION = "0.0.0-tierflow-test"
-ToolChoice = Literal["auto", "required"]
 
 log = logging.getLogger("ollama_protocol")
 
@@ -79,6 +89,10 @@ class ServedModel:
             "quantization_level": _FILE_TYPES.get(file_type, str(file_type)) if isinstance(file_type, int) else "",
         }
 
+    def listed(self) -> dict[str, Any]:
+        """The fields /api/tags and /api/ps share for a model."""
+        return {"name": self.name, "model": self.name, "size": self.size, "digest": self.digest, "details": self.details()}
+
     def model_info(self) -> dict[str, Any]:
         meta = self.engine.metadata
         arch = meta.get("general.architecture", "")
@@ -97,7 +111,7 @@ def _as_number(value: str) -> Any:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _full_name(name: str) -> str:
@@ -132,9 +146,9 @@ class ChatRequest(_Lenient):
     format: Literal["", "json"] | dict[str, Any] | None = None
     options: ChatOptions = Field(default_factory=ChatOptions)
     stream: bool = True
-    # Ollama >= 0.12: the chosen tokens' log-probabilities, in the final chunk here.
+    # Ollama >= 0.12.11: the chosen tokens' log-probabilities, chunk by chunk.
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
 class ShowRequest(_Lenient):
@@ -152,57 +166,68 @@ class _Decode:
     messages: list[dict[str, str]]
     json_schema: dict[str, Any] | None
     tools: Sequence[dict[str, Any]]
-    forced_tool: str | None
     max_tokens: int
     temperature: float
     stop: list[str] | None
+    logprobs: bool
+    top_logprobs: int
 
 
-def _engine_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+def engine_messages(messages: Sequence[ChatMessage], chat_format: str | None) -> list[dict[str, str]]:
+    """The chat turns the engine renders with the model's chat template (`chat_format` None)
+    or one of llama.cpp's named formats."""
     out: list[dict[str, str]] = []
     for m in messages:
         text = m.content or ""
         if m.role == "assistant" and m.tool_calls:
-            # The same rendering as the embedded provider: small chat templates have no tool calls.
+            # The call as the model was asked to write it (tools_prompt): SmolLM2's template
+            # has no syntax of its own for tool calls.
             fn = m.tool_calls[0].get("function", {})
             text = json.dumps({"name": fn.get("name"), "arguments": fn.get("arguments", {})})
-        if m.role == "tool":
-            out.append({"role": "user", "content": f"Tool result: {text}"})
+        if m.role == "tool" and chat_format is not None:
+            # llama.cpp's named chat formats drop a turn of any other role than system, user or assistant.
+            named = f" of {m.tool_name}" if m.tool_name else ""
+            out.append({"role": "user", "content": f"Result{named}: {text}"})
+        elif m.role == "tool":
+            # The chat template renders the tool turn; tool_name goes with it for a template that uses it.
+            out.append({"role": "tool", "content": text, **({"tool_name": m.tool_name} if m.tool_name else {})})
         else:
             out.append({"role": m.role, "content": text})
     return out
 
 
-def _plan(req: ChatRequest, tool_choice: ToolChoice, default_max_tokens: int) -> _Decode:
-    messages = _engine_messages(req.messages)
+def plan_decode(req: ChatRequest, chat_format: str | None, default_max_tokens: int) -> _Decode:
+    """What the engine is asked for one chat request (`chat_format`: the model's, see `engine_messages`)."""
+    messages = engine_messages(req.messages, chat_format)
     tools = [t for t in (req.tools or []) if isinstance(t.get("function"), dict)]
-    forced: str | None = None
     schema: dict[str, Any] | None = None
     if tools:
-        allow_none = tool_choice == "auto"
-        if tool_choice == "required" and len(tools) == 1:
-            forced = tools[0]["function"]["name"]
-        schema = tool_call_schema(tools, forced, allow_none)
-        messages.insert(0, {"role": "system", "content": tools_prompt(tools, forced, allow_none)})
+        # Ollama has no tool_choice: the model may always answer without a call.
+        schema = tool_call_schema(tools, None, allow_none=True)
+        messages.insert(0, {"role": "system", "content": tools_prompt(tools, None, allow_none=True)})
     elif req.format == "json":
         schema = {"type": "object"}
     elif isinstance(req.format, dict):
         schema = req.format
     num_predict = req.options.num_predict
+    top = req.top_logprobs or 0
     return _Decode(
         messages=messages,
         json_schema=schema,
         tools=tools,
-        forced_tool=forced,
         max_tokens=num_predict if num_predict is not None and num_predict > 0 else default_max_tokens,
         # Ollama's default temperature.
         temperature=0.8 if req.options.temperature is None else req.options.temperature,
         stop=req.options.stop,
+        # As Ollama does, top_logprobs alone turns log-probabilities on.
+        logprobs=bool(req.logprobs) or top > 0,
+        top_logprobs=top,
     )
 
 
 def _reply_message(plan: _Decode, text: str) -> dict[str, Any]:
-    """The assistant message: plain content, or tool calls parsed from the grammar-bound JSON."""
+    """The assistant message: plain content, or the tool call the model chose (parsed from
+    the grammar-bound JSON), or its text when it chose no tool."""
     if not plan.tools:
         return {"role": "assistant", "content": text}
     try:
@@ -211,7 +236,7 @@ def _reply_message(plan: _Decode, text: str) -> dict[str, Any]:
         # Cut off by num_predict before the JSON closed: hand back the raw text, as Ollama
         # does when a model's tool call does not parse; the client decides what that means.
         return {"role": "assistant", "content": text}
-    name, args = (plan.forced_tool, data) if plan.forced_tool else (data["name"], data["arguments"])
+    name, args = data["name"], data["arguments"]
     if name == NO_TOOL:
         return {"role": "assistant", "content": str(args.get("reply", ""))}
     return {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": name, "arguments": args}}]}
@@ -219,8 +244,9 @@ def _reply_message(plan: _Decode, text: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Event:
-    kind: Literal["text", "done", "error"]
+    kind: Literal["text", "token", "done", "error"]
     text: str = ""
+    token: ChosenToken | None = None
     completion: Mapping[str, Any] | None = None
     first_token_ns: int = 0
     elapsed_ns: int = 0
@@ -229,7 +255,8 @@ class _Event:
 def _decode_in_thread(
     loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[_Event], engine: EmbeddedEngine, plan: _Decode
 ) -> None:
-    """Runs in a worker thread: decode, pushing text deltas then one `done` (or `error`) event."""
+    """Runs in a worker thread: decode, pushing text deltas (and, when log-probabilities are
+    asked for, each token as its probability becomes known), then one `done` or `error`."""
     started = time.perf_counter_ns()
     first: list[int] = []
 
@@ -237,6 +264,9 @@ def _decode_in_thread(
         if not first:
             first.append(time.perf_counter_ns() - started)
         loop.call_soon_threadsafe(queue.put_nowait, _Event("text", text=delta))
+
+    def on_token(token: ChosenToken) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, _Event("token", token=token))
 
     try:
         completion = engine.chat(
@@ -246,6 +276,8 @@ def _decode_in_thread(
             temperature=plan.temperature,
             stop=plan.stop,
             on_text=on_text,
+            on_token=on_token if plan.logprobs else None,
+            top_logprobs=plan.top_logprobs,
         )
     except Exception as err:
         log.exception("decode failed")
@@ -256,10 +288,16 @@ def _decode_in_thread(
     loop.call_soon_threadsafe(queue.put_nowait, event)
 
 
-def _logprobs(done: _Event) -> list[dict[str, Any]]:
-    """Ollama's `logprobs`: one {token, logprob} per generated token."""
-    choice = (done.completion or {}).get("choices", [{}])[0]
-    return [{"token": t["token"], "logprob": t["logprob"]} for t in (choice.get("logprobs") or {}).get("content") or []]
+def _choice_json(choice: TokenChoice) -> dict[str, Any]:
+    return {"token": choice.token, "logprob": choice.logprob, "bytes": list(choice.raw)}
+
+
+def _logprob_json(token: ChosenToken, top_logprobs: int) -> dict[str, Any]:
+    """One entry of Ollama's `logprobs`: the chosen token, and its alternatives when asked."""
+    entry = _choice_json(token.chosen)
+    if top_logprobs:
+        entry["top_logprobs"] = [_choice_json(alt) for alt in token.alternatives]
+    return entry
 
 
 def _stats(done: _Event) -> dict[str, Any]:
@@ -285,9 +323,7 @@ def _error(status: int, message: str) -> JSONResponse:
 # -- the app -------------------------------------------------------------------------------
 
 
-def create_app(
-    models: Mapping[str, ServedModel], *, tool_choice: ToolChoice = "auto", default_max_tokens: int = 512
-) -> FastAPI:
+def create_app(models: Mapping[str, ServedModel], *, default_max_tokens: int = 512) -> FastAPI:
     """The FastAPI app serving `models` (keyed by full name, e.g. "smollm2:135m")."""
     app = FastAPI(title="Ollama-protocol test server", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -316,17 +352,7 @@ def create_app(
     @app.get("/api/tags")
     async def tags() -> dict[str, Any]:
         return {
-            "models": [
-                {
-                    "name": m.name,
-                    "model": m.name,
-                    "modified_at": m.modified_at,
-                    "size": m.size,
-                    "digest": m.digest,
-                    "details": m.details(),
-                }
-                for m in models.values()
-            ]
+            "models": [{**m.listed(), "modified_at": m.modified_at} for m in models.values()]
         }
 
     @app.get("/api/ps")
@@ -334,11 +360,7 @@ def create_app(
         return {
             "models": [
                 {
-                    "name": m.name,
-                    "model": m.name,
-                    "size": m.size,
-                    "digest": m.digest,
-                    "details": m.details(),
+                    **m.listed(),
                     "expires_at": "2999-01-01T00:00:00Z",
                     "size_vram": 0,
                     "context_length": m.engine.n_ctx,
@@ -383,52 +405,70 @@ def create_app(
         head = {"model": parsed.model, "created_at": _now()}
         if not parsed.messages:  # Ollama: an empty chat loads the model and answers at once.
             return JSONResponse({**head, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"})
-        plan = _plan(parsed, tool_choice, default_max_tokens)
+        plan = plan_decode(parsed, served.engine.chat_format, default_max_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Event] = asyncio.Queue()
         loop.run_in_executor(None, _decode_in_thread, loop, queue, served.engine, plan)
-        first = await queue.get()
-        if first.kind == "error":
-            return _error(500, first.text)
-        if not parsed.stream:
-            event, parts = first, []
-            while event.kind == "text":
-                parts.append(event.text)
-                event = await queue.get()
-            if event.kind == "error":
-                return _error(500, event.text)
-            text = (event.completion or {})["choices"][0]["message"]["content"]
-            extra = {"logprobs": _logprobs(event)} if parsed.logprobs or parsed.top_logprobs else {}
-            return JSONResponse({**head, "message": _reply_message(plan, text), **_stats(event), **extra})
-        return StreamingResponse(_ndjson(plan, head, first, queue, bool(parsed.logprobs or parsed.top_logprobs)), media_type="application/x-ndjson")
+        event = await queue.get()
+        if event.kind == "error":  # before any output: an HTTP error, as Ollama's for a failed load
+            return _error(500, event.text)
+        if parsed.stream:
+            return StreamingResponse(_ndjson(plan, head, event, queue), media_type="application/x-ndjson")
+        tokens: list[ChosenToken] = []
+        while event.kind in ("text", "token"):
+            if event.token is not None:
+                tokens.append(event.token)
+            event = await queue.get()
+        if event.kind == "error":
+            return _error(500, event.text)
+        text = (event.completion or {})["choices"][0]["message"]["content"]
+        body = {**head, "message": _reply_message(plan, text), **_stats(event)}
+        if plan.logprobs:
+            body["logprobs"] = [_logprob_json(t, plan.top_logprobs) for t in tokens]
+        return JSONResponse(body)
 
     return app
 
 
-async def _ndjson(
-    plan: _Decode, head: dict[str, Any], first: _Event, queue: asyncio.Queue[_Event], logprobs: bool = False
-) -> AsyncIterator[bytes]:
-    """The NDJSON stream: text chunks (or one tool-call chunk), then the final `done` chunk."""
+async def _ndjson(plan: _Decode, head: dict[str, Any], first: _Event, queue: asyncio.Queue[_Event]) -> AsyncIterator[bytes]:
+    """The NDJSON stream: text chunks (or one chunk with the model's tool call or its
+    reply without one), then the final `done` chunk with the counts.
 
-    def line(obj: Mapping[str, Any]) -> bytes:
-        return (json.dumps(obj) + "\n").encode("utf-8")
+    With log-probabilities, a chunk's text waits for its token's probability (known one
+    decode step later), so that each chunk carries the tokens of its own text.
+    """
 
+    def line(message: Mapping[str, Any], tokens: Sequence[ChosenToken]) -> bytes:
+        chunk: dict[str, Any] = {**head, "created_at": _now(), "message": message, "done": False}
+        if plan.logprobs and tokens:
+            chunk["logprobs"] = [_logprob_json(t, plan.top_logprobs) for t in tokens]
+        return (json.dumps(chunk) + "\n").encode("utf-8")
+
+    text, tokens = "", list[ChosenToken]()
     event = first
-    while event.kind == "text":
+    while event.kind in ("text", "token"):
+        if event.kind == "text":
+            text += event.text
+        elif event.token is not None:
+            tokens.append(event.token)
         # A tool call is JSON under the hood: it goes out parsed, in one chunk, at the end.
-        if not plan.tools:
-            yield line({**head, "created_at": _now(), "message": {"role": "assistant", "content": event.text}, "done": False})
+        ready = bool(text) and (bool(tokens) or not plan.logprobs)
+        if ready and not plan.tools:
+            yield line({"role": "assistant", "content": text}, tokens)
+            text, tokens = "", []
         event = await queue.get()
     if event.kind == "error":
-        yield line({"error": event.text})
+        yield (json.dumps({"error": event.text}) + "\n").encode("utf-8")
         return
     if plan.tools:
-        text = (event.completion or {})["choices"][0]["message"]["content"]
-        yield line({**head, "created_at": _now(), "message": _reply_message(plan, text), "done": False})
+        whole = (event.completion or {})["choices"][0]["message"]["content"]
+        yield line(_reply_message(plan, whole), tokens)
+    elif text or tokens:
+        # The last text (its token's probability comes with no further step when the decode
+        # stops at num_predict) or tokens whose text llama.cpp held back.
+        yield line({"role": "assistant", "content": text}, tokens)
     final = {**head, "created_at": _now(), "message": {"role": "assistant", "content": ""}, **_stats(event)}
-    if logprobs:
-        final["logprobs"] = _logprobs(event)
-    yield line(final)
+    yield (json.dumps(final) + "\n").encode("utf-8")
 
 
 # -- command line --------------------------------------------------------------------------
@@ -456,7 +496,7 @@ def load_models(specs: Sequence[str], *, n_ctx: int, n_threads: int | None) -> d
             engine=engine,
             digest=_sha256(engine.path),
             size=stat.st_size,
-            modified_at=datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat().replace("+00:00", "Z"),
+            modified_at=datetime.fromtimestamp(stat.st_mtime, UTC).isoformat().replace("+00:00", "Z"),
         )
         log.info("serving %s as %s (loaded in %.2fs)", model_id, name, engine.load_seconds)
     return served
@@ -472,7 +512,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--n-threads", type=int, default=None)
-    parser.add_argument("--tool-choice", choices=["auto", "required"], default="auto")
     parser.add_argument("--max-tokens", type=int, default=512, help="when a request sets no num_predict")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -481,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     models = load_models(args.model, n_ctx=args.n_ctx, n_threads=args.n_threads)
-    app = create_app(models, tool_choice=args.tool_choice, default_max_tokens=args.max_tokens)
+    app = create_app(models, default_max_tokens=args.max_tokens)
     # A decode in progress is not interrupted by shutdown; don't also wait for its client.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=3)
     return 0

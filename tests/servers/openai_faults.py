@@ -9,10 +9,14 @@ a reply whose content is broken JSON, a tool call with unparseable arguments, a 
 the wrong schema, and a call to a tool that was never offered. A 401 echoes the request's
 Authorization header in its body, as some proxies do, so redaction is tested against a
 server that leaks the key.
+
+The same HTTP faults are served on Ollama's chat endpoint (`POST /api/chat`), shaped as
+Ollama answers: the status with `{"error": "..."}`; a healthy reply is one NDJSON line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -76,6 +80,7 @@ class ReceivedRequest:
     model: str
     body: dict[str, Any]
     authorization: str
+    path: str = "/v1/chat/completions"
 
 
 @dataclass
@@ -107,6 +112,8 @@ class FaultServer:
     def reply(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             fault = self.faults.get(request.model, "ok")
+        if request.path.startswith("/api/"):
+            return self._ollama_reply(request, fault)
         body = request.body
         if fault == "404":
             return _error(404, f"The model '{request.model}' does not exist", "model_not_found")
@@ -143,6 +150,28 @@ class FaultServer:
         if fmt.get("type") == "json_schema":
             return _completion(model, content=json.dumps(instance_for(fmt["json_schema"]["schema"])))
         return _completion(model, content="ok")
+
+
+    def _ollama_reply(self, request: ReceivedRequest, fault: str) -> tuple[int, dict[str, str], bytes]:
+        """Ollama's answers: the HTTP faults as `{"error": ...}`, anything else a short text reply."""
+        errors = {
+            "404": (404, f"model '{request.model}' not found"),
+            # Ollama behind an authenticating proxy (or ollama.com without a key).
+            "401": (401, f"unauthorized: {request.authorization or 'no credentials'}"),
+            "429": (429, "too many requests"),
+            "500": (500, "llama runner process has terminated: exit status 2"),
+        }
+        if fault in errors:
+            status, message = errors[fault]
+            return status, {"Content-Type": "application/json"}, json.dumps({"error": message}).encode()
+        if fault == "timeout":
+            time.sleep(self.slow_s)
+        done = {
+            "model": request.model, "created_at": "2025-01-01T00:00:00Z",
+            "message": {"role": "assistant", "content": "ok"}, "done": True, "done_reason": "stop",
+            "prompt_eval_count": 40, "eval_count": 12,
+        }
+        return 200, {"Content-Type": "application/x-ndjson"}, (json.dumps(done) + "\n").encode()
 
 
 def _forced_name(body: Mapping[str, Any]) -> str | None:
@@ -193,14 +222,13 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             except json.JSONDecodeError:
                 self._send(*_error(400, "the request body is not JSON", "bad_request"))
                 return
-            request = ReceivedRequest(str(body.get("model")), body, self.headers.get("Authorization", ""))
+            request = ReceivedRequest(str(body.get("model")), body, self.headers.get("Authorization", ""), self.path)
             with server._lock:
                 server.requests.append(request)
             status, headers, payload = server.reply(request)
-            try:
+            # The client may have given up (the "timeout" fault): then nothing is left to answer.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self._send(status, headers, payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (the "timeout" fault): nothing left to answer
 
         def _send(self, status: int, headers: Mapping[str, str], payload: bytes) -> None:
             self.send_response(status)

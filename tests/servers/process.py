@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec
 
 import httpx
 
@@ -31,6 +32,7 @@ __all__ = [
     "running_server",
 ]
 
+P = ParamSpec("P")
 LOOPBACK = "127.0.0.1"
 _LOG_TAIL_CHARS = 4000
 
@@ -155,24 +157,17 @@ def start_server(
     return server
 
 
-@contextlib.contextmanager
-def running_server(
-    name: str,
-    argv: Sequence[str],
-    *,
-    port: int,
-    log_path: Path,
-    ready_path: str,
-    deadline_s: float = 120.0,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Iterator[ServerProcess]:
-    """`start_server` as a context manager: the server is stopped however the block exits."""
-    server = start_server(
-        name, argv, port=port, log_path=log_path, ready_path=ready_path,
-        deadline_s=deadline_s, cwd=cwd, env=env,
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
+def _stopped_on_exit(start: Callable[P, ServerProcess]) -> Callable[P, contextlib.AbstractContextManager[ServerProcess]]:
+    @contextlib.contextmanager
+    def scoped(*args: P.args, **kwargs: P.kwargs) -> Iterator[ServerProcess]:
+        server = start(*args, **kwargs)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    return scoped
+
+
+# `start_server` as a context manager: the server is stopped however the block exits.
+running_server = _stopped_on_exit(start_server)
