@@ -29,23 +29,26 @@ from langgraph.types import Command, RetryPolicy
 from tierflow.agents.client_tools import parse_functions
 from tierflow.agents.context import Services, emit
 from tierflow.agents.loop import make_act_node, make_human_review_node, make_step_node, make_verifier
-from tierflow.agents.loop.common import ACT, DISPATCH, HUMAN_REVIEW, RESPONDER, VERIFY, next_node
+from tierflow.agents.loop.common import ACT, HUMAN_REVIEW, RESPONDER, next_node
 from tierflow.agents.loop.events import check_events, publish
 from tierflow.agents.spec import PlanItem, StepKind, StepSpec, ToolBox
+from tierflow.agents.workers import default_plan as plan_in_order
+from tierflow.graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
 from tierflow.model_tiers import TierRegistry, TierRunContext, apply_run_context, load_tier_config
 from tierflow.model_tiers.config import coerce_context
 from tierflow.model_tiers.secrets import redact_exception, redact_value
-from tierflow.graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
 
 __all__ = ["Workflow", "ServiceProvider", "build_graph", "validate_request", "ROUTER", "coerce_context"]
 
 ROUTER = "router"
-_RESERVED = {ROUTER, DISPATCH, VERIFY, ACT, HUMAN_REVIEW, RESPONDER}
+_RESERVED = {ROUTER, ACT, HUMAN_REVIEW, RESPONDER}
 # Transient storage contention is retried by LangGraph; model faults are the ladder's job.
 _STORAGE_RETRY = RetryPolicy(max_attempts=3, retry_on=(sqlite3.OperationalError,))
 _MAX_CONTEXT_REGISTRIES = 64
-# Workflow -> its compiled graph, for servers that call a Workflow as a graph factory.
-_SERVED: dict[int, Any] = {}
+# A Workflow's compiled graph, for servers that call a Workflow as a graph factory, is kept
+# on the workflow object itself (attribute `_SERVED_ATTRIBUTE`): it goes with the workflow.
+# (A table keyed by workflow would hold it forever: the compiled graph refers to its workflow.)
+_SERVED_ATTRIBUTE = "_tierflow_served_graph"
 _SERVED_LOCK = threading.Lock()
 # The reducers TieredState declares (key -> reducer), to apply an update where a node ends the run.
 _REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
@@ -53,14 +56,19 @@ _REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Workflow:
-    """A graph declaration: steps (with roles, schemas, checks), plan, tools and output."""
+    """A graph declaration: steps (with roles, schemas, checks), plan, tools and output.
+
+    `default_plan` is the plan a run follows when no planner makes one; left out, it is the
+    steps in the order declared. Two workflows are equal only when they are the same object
+    (a declaration holds functions; the compiled-graph cache is keyed on the object).
+    """
 
     name: str
     description: str
     steps: tuple[StepSpec, ...]
-    default_plan: tuple[PlanItem, ...]
+    default_plan: tuple[PlanItem, ...] = ()
     planner: StepSpec | None = None
     # Decides, from the request, whether the planner runs (else the default plan does).
     needs_plan: Callable[[str], bool] | None = None
@@ -72,6 +80,11 @@ class Workflow:
     max_input_chars: int = 20_000
 
     def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError(f"workflow '{self.name}' declares no steps")
+        if not self.default_plan:
+            # frozen: the resolved plan is set once, here, as the dataclass's own __init__ would
+            object.__setattr__(self, "default_plan", plan_in_order(*(s.name for s in self.steps)))
         names = [s.name for s in self.all_steps]
         clash = _RESERVED.intersection(names)
         if clash:
@@ -94,9 +107,10 @@ class Workflow:
         is its own graph factory, so a user's file needs no `graph = ...` line (the LangGraph
         server calls a factory per run and brings its own checkpointer)."""
         with _SERVED_LOCK:
-            compiled = _SERVED.get(id(self))
+            compiled = self.__dict__.get(_SERVED_ATTRIBUTE)
             if compiled is None:
-                compiled = _SERVED[id(self)] = build_graph(self)
+                compiled = build_graph(self)
+                object.__setattr__(self, _SERVED_ATTRIBUTE, compiled)  # frozen: a cache, not a field
             return compiled
 
     @property
@@ -199,7 +213,8 @@ def _guarded(node: Callable[..., Any]) -> Callable[..., Any]:
         except GraphBubbleUp:
             raise  # an interrupt or a parent command: LangGraph's control flow, not an error
         except Exception as err:
-            raise redact_exception(err)
+            redact_exception(err)  # in place, causes included: the exception keeps its traceback
+            raise
         if isinstance(out, Command) and isinstance(out.update, Mapping):
             update = _masked(out.update)
             out = dataclasses.replace(out, update=update)
@@ -220,8 +235,8 @@ def _masked(update: Mapping[str, Any]) -> dict[str, Any]:
     return {k: redact_value(v) if k in _TEXT_KEYS else v for k, v in update.items()}
 
 
-def _router(workflow: Workflow) -> Callable[..., Command]:
-    def router(state: dict[str, Any], runtime: Any) -> Command:
+def _router(workflow: Workflow) -> Callable[..., Command[str]]:
+    def router(state: dict[str, Any], runtime: Any) -> Command[str]:
         run_id = uuid.uuid4().hex
         fresh: dict[str, Any] = {
             "run_id": run_id, "status": "running", "cursor": 0, "attempt": None, "proposal": None,
@@ -235,7 +250,8 @@ def _router(workflow: Workflow) -> Callable[..., Command]:
                 problem = str(err)
         if problem:
             event = {"type": "rejected_input", "reason": problem}
-            return Command(goto=RESPONDER, update={**fresh, "plan": [], "status": "rejected", "failure": {"step": ROUTER, "reason": problem}, "events": [event]})
+            rejected = {"plan": [], "status": "rejected", "failure": {"step": ROUTER, "reason": problem}, "events": [event]}
+            return Command(goto=RESPONDER, update={**fresh, **rejected})
         request = state["request"]
         if workflow.planner is not None and (workflow.needs_plan is None or workflow.needs_plan(request)):
             plan = [PlanItem(id=f"0:{workflow.planner.name}", step=workflow.planner.name).model_dump()]
@@ -243,7 +259,8 @@ def _router(workflow: Workflow) -> Callable[..., Command]:
             return Command(goto=workflow.planner.name, update={**fresh, "plan": plan, "plan_source": "planner", "events": [event]})
         event = {"type": "route", "to": "default_plan"}
         plan = [p.model_dump() for p in workflow.default_plan]
-        return Command(goto=next_node(fresh, runtime, plan=plan, cursor=0), update={**fresh, "plan": plan, "plan_source": "default", "events": [event]})
+        first = next_node(fresh, runtime, plan=plan, cursor=0)
+        return Command(goto=first, update={**fresh, "plan": plan, "plan_source": "default", "events": [event]})
 
     return router
 
@@ -320,7 +337,9 @@ def build_graph(
         retry = _STORAGE_RETRY if spec.kind == StepKind.ACTION else None
         graph.add_node(spec.name, node(make_step_node(spec, provider, verify)), destinations=after_step, retry_policy=retry)
     if has_tools:
-        graph.add_node(ACT, node(make_act_node(provider, escalate)), destinations=(*step_names, HUMAN_REVIEW, END), retry_policy=_STORAGE_RETRY)
-    graph.add_node(HUMAN_REVIEW, node(make_human_review_node(steps, provider)), destinations=(*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, END))
+        after_act = (*step_names, HUMAN_REVIEW, END)
+        graph.add_node(ACT, node(make_act_node(provider, escalate)), destinations=after_act, retry_policy=_STORAGE_RETRY)
+    after_review = (*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, END)
+    graph.add_node(HUMAN_REVIEW, node(make_human_review_node(steps, provider)), destinations=after_review)
     graph.add_edge(START, ROUTER)
     return graph.compile(checkpointer=checkpointer, name=workflow.name)

@@ -4,10 +4,19 @@
     tierflow eval graphs/examples/refund_desk.py:WORKFLOW --dataset samples/refund_desk_cases.jsonl
     tierflow studio graphs/examples/refund_desk.py:WORKFLOW
 
+or from Python:
+
+    import tierflow
+    from tierflow.graphs.examples.refund_desk import WORKFLOW, Refund
+
+    result = tierflow.run(WORKFLOW, "Refund order 4417, 23.90 EUR")
+    result.final["order_id"], result.steps.get("extract", Refund)
+
 Three steps: classify the message (slm first), extract the order and amount (slm first,
 each value checked against the message, and the amount by a check of our own), write the
 reply (the frontier). Nothing else is registered anywhere: the reference is the file and
-the name of the Workflow in it.
+the name of the Workflow in it. It imports only from `tierflow`, the public API, and
+needs no plan: the steps run in the order declared.
 """
 
 from __future__ import annotations
@@ -17,9 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tierflow.agents.spec import Check, StepInput
-from tierflow.agents.workers import classifier, default_plan, extractor, writer
-from tierflow.graphs.builder import Workflow
+from tierflow import Check, Label, StepInput, StepResults, Workflow, classifier, extractor, writer
 
 __all__ = ["WORKFLOW", "Refund", "Reply"]
 
@@ -51,14 +58,15 @@ def amount_is_a_plain_number(value: Refund, inp: StepInput) -> str | None:
 
 
 def _finalize(state: Mapping[str, Any], _resources: Mapping[str, Any]) -> dict[str, Any]:
-    results = state.get("results") or {}
-    intent = (results.get("0:classify") or {}).get("label")
-    refund = results.get("1:extract") or {}
+    results = StepResults(state)
+    intent = results.get("classify", Label)
+    refund = results.get("extract", Refund) or Refund()
+    reply = results.get("reply", Reply)
     return {
-        "intent": intent,
-        "order_id": refund.get("order_id"),
-        "amount": refund.get("amount"),
-        "reply": (results.get("2:reply") or {}).get("reply"),
+        "intent": intent.label if intent else None,
+        "order_id": refund.order_id,
+        "amount": refund.amount,
+        "reply": reply.reply if reply else None,
     }
 
 
@@ -74,6 +82,5 @@ WORKFLOW = Workflow(
         ),
         writer("reply", schema=Reply, instructions="Write a short, polite reply that says what happens next."),
     ),
-    default_plan=default_plan("classify", "extract", "reply"),
     finalize=_finalize,
 )

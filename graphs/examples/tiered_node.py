@@ -20,9 +20,7 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from tierflow.agents.workers import classifier, extractor
-from tierflow.graphs.tiered_step import tiered_step
-from tierflow.model_tiers import TierRegistry, summarize
+from tierflow import TierRegistry, classifier, extractor, tiered_step
 
 __all__ = ["SupportState", "build", "main"]
 
@@ -81,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     if "__interrupt__" in out:
         print("a step failed on every tier and waits for a human:", out["__interrupt__"][0].value.get("step"))
         return 3
-    total = summarize(out["ledger"])
+    ledger = out["ledger"]  # every model call of both tiered nodes
     print(json.dumps({"answer": out["answer"], "intent": out.get("intent"), "charge": out.get("charge"),
-                      "calls": total.calls, "cost_usd": round(total.cost_usd, 8)}, indent=2))
+                      "calls": len(ledger), "cost_usd": round(sum(u["cost_usd"] for u in ledger), 8)}, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tierflow.cli.guard import guard
+
+    sys.exit(guard("python -m tierflow.graphs.examples.tiered_node", main))

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tierflow.model_tiers.testing import scripted_ladder_toml
 
 SOURCE_FOLDERS = ("agents", "graphs", "tools", "model_tiers", "evals")
 
@@ -66,30 +67,42 @@ def reply(messages, tools):
     return {"order_id": order.group(1) if order else None}
 '''
 
-TIERS = '''
-[[tiers]]
-name = "slm"
-provider = "scripted"
-model = "scripted-slm"
-price_input_per_mtok = 0.1
-price_output_per_mtok = 0.1
-options = { function = "user_scripts:reply" }
+# Both tiers answer with the user's own script (the same text a user would write by hand).
+TIERS = scripted_ladder_toml("user_scripts:reply", "user_scripts:reply")
 
-[[tiers]]
-name = "frontier"
-provider = "scripted"
-model = "scripted-frontier"
-local = false
-price_input_per_mtok = 10.0
-price_output_per_mtok = 30.0
-options = { function = "user_scripts:reply" }
-'''
-
+# The graph has no `finalize`: the cases grade its steps' results, by step name.
 CASES = [
-    {"__evaluators__": {"classify": "exact", "order_id": "exact"}},
-    {"id": "c1", "input": "Please refund order 4417, it never came.", "expected": {"order_id": "4417"}},
-    {"id": "c2", "input": "Refund order 9051 please.", "expected": {"order_id": "9051"}},
+    {"__evaluators__": {"classify/label": "exact", "extract/order_id": "exact"}},
+    {"id": "c1", "input": "Please refund order 4417, it never came.",
+     "steps": {"classify": {"label": "refund_request"}, "extract": {"order_id": "4417"}}},
+    {"id": "c2", "input": "Refund order 9051 please.", "steps": {"classify": {"label": "refund_request"}, "extract": {"order_id": "9051"}}},
 ]
+
+USER_API_SCRIPT = '''
+"""Run and evaluate the user's graph from Python, as a notebook or a CI script would."""
+import json
+import sys
+
+import tierflow
+from user_graph import WORKFLOW, Refund
+
+ran = tierflow.run(WORKFLOW, "Please refund order 4417", tiers="tiers.toml")
+assert isinstance(ran, tierflow.RunResult), type(ran)
+refund = ran.steps.get("extract", Refund)
+label = ran.steps.get("classify", tierflow.Label)
+by_reference = tierflow.run("user_graph.py:WORKFLOW", "Refund order 9051 please.", tiers="tiers.toml")
+evaluated = tierflow.evaluate(WORKFLOW, "cases.jsonl", policies=["all-slm", "tiered"], tiers="tiers.toml", out=sys.argv[1])
+assert isinstance(evaluated, tierflow.EvalResult), type(evaluated)
+print(json.dumps({
+    "run": ran.model_dump(mode="json"),
+    "order_id": refund.order_id if refund else None,
+    "label": label.label if label else None,
+    "by_reference": by_reference.steps.get("extract"),
+    "eval": {p.policy: p.quality["all_fields"].value for p in evaluated.report.policies},
+    "eval_ran": evaluated.ran,
+    "report": str(evaluated.paths["json"]),
+}))
+'''
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +140,7 @@ def user_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
         (project / package / "__init__.py").write_text(f'MARKER = "user {package}"\n')
     (project / "user_graph.py").write_text(textwrap.dedent(USER_GRAPH))
     (project / "user_scripts.py").write_text(textwrap.dedent(USER_SCRIPTS))
+    (project / "user_api.py").write_text(textwrap.dedent(USER_API_SCRIPT))
     (project / "tiers.toml").write_text(TIERS)
     (project / "cases.jsonl").write_text("".join(json.dumps(line) + "\n" for line in CASES))
 
@@ -191,7 +205,24 @@ def test_a_one_file_graph_runs_and_evaluates_by_file_reference(user_env: tuple[P
     assert document["status"] == "done"
     evaluated = _run(env, project, "tierflow", "eval", "user_graph.py:WORKFLOW", "--dataset", "cases.jsonl", "--policy", "tiered", "--out", str(tmp_path / "eval"))
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
-    assert (tmp_path / "eval").is_dir()
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    [tiered] = report["policies"]
+    assert tiered["quality"]["all_fields"]["value"] == 1.0 and tiered["statuses"] == {"done": 2}
+
+
+def test_the_python_api_runs_and_evaluates_the_users_graph(user_env: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    project, env = user_env
+    done = _run(env, project, "python", "user_api.py", str(tmp_path / "api-eval"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = json.loads(done.stdout)
+    run = printed["run"]
+    assert run["status"] == "done" and run["graph"] == "user_desk"
+    assert printed["order_id"] == "4417" and printed["label"] == "refund_request"
+    assert printed["by_reference"] == {"order_id": "9051"}
+    assert [u["node"] for u in run["ledger"]] == ["classify", "extract"] and run["cost_usd"] > 0
+    assert run["all_frontier_cost_usd"] > run["cost_usd"]  # both steps verified on the slm
+    assert printed["eval"] == {"all-slm": 1.0, "tiered": 1.0} and printed["eval_ran"] == 4
+    assert Path(printed["report"]).is_file()
 
 
 def test_a_shipped_calibrated_tiers_file_runs_by_name(user_env: tuple[Path, dict[str, str]], tmp_path: Path) -> None:

@@ -73,16 +73,21 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("calibrate", help="learn from an eval run when each step's slm answer can be trusted, at a target quality")
     p.add_argument("run_dir", help="the --out folder of a `tierflow eval` run with a cheap policy (tiered or all-slm) and the reference")
     p.add_argument("--target", type=_fraction, default=0.95, help="quality to keep, as a share of the reference policy's (default 0.95)")
     p.add_argument("--of", default="all-frontier", metavar="POLICY", help="the reference policy (default all-frontier)")
     p.add_argument("--cheap-policy", help="where the slm answers come from (default: tiered if the run has it, else all-slm)")
-    p.add_argument("--holdout", type=_holdout, default=0.0, help="share of cases kept out of the fit, to report the artifact on (default 0)")
+    p.add_argument(
+        "--holdout", type=_holdout, default=0.0, help="share of cases kept out of the fit, to report the artifact on (default 0)"
+    )
     p.add_argument("--min-cases", type=int, default=40, help="fewest answers a model is fitted on (default 40)")
     p.add_argument("--no-router", action="store_true", help="fit no router (only the calibrated check)")
-    p.add_argument("--strict", action="store_true", help="also meet the target on the observed outcomes, not only in expectation (a margin, at a cost)")
+    p.add_argument(
+        "--strict", action="store_true",
+        help="also meet the target on the observed outcomes, not only in expectation (a margin, at a cost)",
+    )
     p.add_argument("--no-embedding", action="store_true", help="hashed words only: no wordllama sentence embedding of the input")
     p.add_argument("--seed", type=int, default=0, help="folds, bootstrap and holdout seed (default 0)")
     p.add_argument("--out", help="artifact path (default RUN_DIR/calibration.json)")

@@ -1,4 +1,5 @@
-"""`tierflow eval GRAPH` and `tierflow export-finetune RUN_DIR`.
+"""`tierflow eval GRAPH` and `tierflow export-finetune RUN_DIR`. The eval itself is
+`tierflow.evaluate`; this module reads the arguments and prints its `EvalResult`.
 
     tierflow eval ticket_triage --dataset ../shared/datasets/banking77/train.csv \\
         --policy all-slm all-frontier tiered --limit 50 --out runs/b77
@@ -10,22 +11,20 @@ ended in an error (the graph raised: see the records' `error`), 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from tierflow.evals.suites import graphs_with_suites
-from tierflow.model_tiers import ConfigError
 
 # The eval stack is imported by the handlers, not here: `tierflow --help` and `tierflow run`
 # must not pay for it.
 if TYPE_CHECKING:
+    from tierflow._results import EvalResult
     from tierflow.evals.harness.report import EvalReport
-    from tierflow.evals.harness.suite import Suite
 
 __all__ = ["register", "summary_table"]
 
@@ -60,72 +59,58 @@ def summary_table(report: EvalReport) -> Table:
     return table
 
 
-def _suite(args: argparse.Namespace) -> Suite:
-    """A case file given with --dataset makes its own suite; otherwise the graph's built-in one."""
-    from tierflow.evals.casefile import TierJudge, casefile_suite, is_case_file, parse_grades
-    from tierflow.evals.suites import get_suite
-    from tierflow.graphs.catalog import resolve_graph
-
-    entry = resolve_graph(args.graph)  # an unknown graph is named as such, whatever the dataset
-    if args.dataset and is_case_file(args.dataset):
-        steps = [s.name for s in entry.workflow.all_steps]
-        return casefile_suite(args.graph, steps, args.dataset, grades=parse_grades(args.grade), judge=TierJudge(args.tiers))
-    if args.grade:
-        raise ConfigError("--grade applies to a case file (--dataset cases.jsonl or cases.csv with an 'input' field)")
-    if args.graph not in graphs_with_suites():
-        raise ConfigError(
-            f"'{args.graph}' has no built-in eval suite: give a case file, --dataset cases.jsonl "
-            "(one {\"input\": ..., \"expected\": {...}} per line; see README)"
-        )
-    return get_suite(args.graph, args.suite, args.dataset)
-
-
 def _eval(args: argparse.Namespace) -> int:
-    from tierflow.evals.harness.evaluate import EvalSettings, run_eval
-    from tierflow.evals.harness.policies import resolve_policies
+    from tierflow._evaluate import prepare_eval, run_eval_job
+    from tierflow.evals.casefile import parse_grades
 
-    suite = _suite(args)
-    policies = resolve_policies(
-        args.policy, defaults=suite.default_policies, thresholds=suite.thresholds, on_top_failure=args.on_top_failure
+    job = prepare_eval(
+        args.graph,
+        args.dataset,
+        policies=args.policy,
+        tiers=args.tiers,
+        limit=args.limit,
+        out=args.out,
+        suite=args.suite,
+        split=args.split,
+        grades=parse_grades(args.grade),
+        seed=args.seed,
+        concurrency=args.concurrency,
+        on_top_failure=args.on_top_failure,
+        retry_errors=args.retry_errors,
+        # --json: stdout holds the document alone, so no progress bar (it draws on stdout)
+        progress=not (args.no_progress or args.json),
+        report_only=args.report_only,
+        whole_graph=args.whole_graph,
+        case_timeout_s=args.case_timeout,
+        call_cache=not args.no_call_cache,
     )
-    console.print(
-        f"[bold]eval[/bold] {suite.graph} / suite [cyan]{suite.name}[/cyan]; policies: {', '.join(p.name for p in policies)}",
-        highlight=False,
-    )
-    result = run_eval(
-        suite,
-        EvalSettings(
-            policies=tuple(policies),
-            out_dir=Path(args.out) if args.out else None,
-            dataset_path=Path(args.dataset) if args.dataset else None,
-            split=args.split,
-            limit=args.limit,
-            seed=args.seed,
-            concurrency=args.concurrency,
-            tiers_file=args.tiers,
-            retry_errors=args.retry_errors,
-            progress=not args.no_progress,
-            report_only=args.report_only,
-            whole_graph=args.whole_graph,
-            case_timeout_s=args.case_timeout,
-            call_cache=not args.no_call_cache,
-        ),
-    )
-    console.print(summary_table(result.report))
-    if not args.report_only:
-        console.print(f"ran {result.counts.ran} case runs, skipped {result.counts.skipped} already recorded")
-    if result.report.sample.get("cases") != result.report.sample.get("sampled"):
-        console.print(
-            f"[yellow]compared on {result.report.sample.get('cases')} of {result.report.sample.get('sampled')} sampled cases"
+    out = Console(stderr=True, width=console.width) if args.json else console
+    policies = ", ".join(p.name for p in job.policies)
+    out.print(f"[bold]eval[/bold] {job.suite.graph} / suite [cyan]{job.suite.name}[/cyan]; policies: {policies}", highlight=False)
+    result = run_eval_job(job)
+    status = _report(result, out, report_only=args.report_only)
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    return status
+
+
+def _report(result: EvalResult, out: Console, *, report_only: bool) -> int:
+    """Print the summary of an eval; exit 1 when some case ended in an error."""
+    out.print(summary_table(result.report))
+    if not report_only:
+        out.print(f"ran {result.ran} case runs, skipped {result.skipped} already recorded")
+    if result.compared_cases != result.sampled_cases:
+        out.print(
+            f"[yellow]compared on {result.compared_cases} of {result.sampled_cases} sampled cases"
             "[/yellow] (those recorded under every policy); rerun without --report-only to complete",
             highlight=False,
         )
     for kind, path in result.paths.items():
-        console.print(f"  {kind}: {path}", highlight=False)
-    errors = sum(p.statuses.get("error", 0) for p in result.report.policies)
-    if errors:
-        console.print(
-            f"[red]{errors} case run(s) ended in an error[/red]: see 'error' in {result.out_dir / 'results'}/*.jsonl; "
+        out.print(f"  {kind}: {path}", highlight=False)
+    if result.errors:
+        out.print(
+            f"[red]{result.errors} case run(s) ended in an error[/red]: see 'error' in {result.out_dir / 'results'}/*.jsonl; "
             "rerun with --retry-errors after fixing the cause",
             highlight=False,
         )
@@ -150,10 +135,16 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("eval", help="compare routing policies on a graph's eval suite (cost, quality, latency)")
-    p.add_argument("graph", help=f"a graph with a built-in suite ({', '.join(graphs_with_suites())}), or any graph (name or reference) with --dataset CASES")
-    p.add_argument("--dataset", help="dataset file (default: the suite's dataset under $TIERFLOW_DATASETS), or a case file (.jsonl / .csv with an 'input' field)")
+    p.add_argument(
+        "graph",
+        help=f"a graph with a built-in suite ({', '.join(graphs_with_suites())}), or any graph (name or reference) with --dataset CASES",
+    )
+    p.add_argument(
+        "--dataset",
+        help="dataset file (default: the suite's dataset under $TIERFLOW_DATASETS), or a case file (.jsonl / .csv with an 'input' field)",
+    )
     p.add_argument(
         "--grade", action="append", metavar="FIELD=KIND",
         help="evaluator of a case-file field: exact, normalized, numeric[:TOL], set, subset, regex, json_schema, judge[:TIER]; "
@@ -185,7 +176,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="make every model call (default: the policies share identical calls through RUN_DIR/call_cache.sqlite)",
     )
     p.add_argument("--report-only", action="store_true", help="run nothing; rebuild the report from the run folder")
-    p.add_argument("--whole-graph", action="store_true", help="run every step even when the suite grades only some (slower; costs the rest of the graph)")
+    p.add_argument(
+        "--json", action="store_true", help="print the result (tierflow.EvalResult) as one JSON document on stdout (the summary on stderr)"
+    )
+    p.add_argument(
+        "--whole-graph", action="store_true",
+        help="run every step even when the suite grades only some (slower; costs the rest of the graph)",
+    )
     p.set_defaults(handler=_eval)
 
     x = subparsers.add_parser("export-finetune", help="chat-format JSONL of the steps the slm failed and the top tier passed")

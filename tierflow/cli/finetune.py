@@ -55,7 +55,9 @@ def training_examples(args: argparse.Namespace) -> tuple[list[TrainingExample], 
     built = step_examples(suite, args.step, chosen, prompt=args.prompt)
     if built.skipped:
         case_id, why = built.skipped[0]
-        console.print(f"left out {len(built.skipped)} case(s) whose answer the step's schema cannot hold (first: {case_id}: {why})", highlight=False)
+        console.print(
+            f"left out {len(built.skipped)} case(s) whose answer the step's schema cannot hold (first: {case_id}: {why})", highlight=False
+        )
     if not built.examples:
         raise TrainingDataError(f"no usable training examples for step '{args.step}'")
     return built.examples, f"suite {suite.name} ({dataset.source.path}), {what}, seed {args.seed}"
@@ -96,7 +98,7 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f = subparsers.add_parser("finetune", help="train a LoRA adapter for one step on the CPU; writes a tier to serve it")
     src = f.add_argument_group("training data (one of)")
     src.add_argument("--data", metavar="FILE", help="chat JSONL (as `tierflow export-finetune` writes)")
@@ -108,7 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     f.add_argument("--step", help="the step to train (its examples only; required with --from-dataset)")
     f.add_argument("--suite", help="the graph's suite (default: picked from the dataset)")
     f.add_argument("--per-label", type=int, help="stratified: N examples per label (labelled datasets)")
-    f.add_argument("--holdout-per-label", type=int, default=10, help="with --per-label: first N per label left out, for evaluation (default 10)")
+    f.add_argument(
+        "--holdout-per-label", type=int, default=10, help="with --per-label: first N per label left out, for evaluation (default 10)"
+    )
     f.add_argument("--limit", type=int, help="a sample of N cases (default: all)")
     f.add_argument(
         "--prompt", choices=["compact", "full"], default="compact",

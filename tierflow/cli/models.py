@@ -77,7 +77,7 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("models", help="show the tier ladder and the role map")
     p.set_defaults(handler=_models)
     p = subparsers.add_parser("doctor", help="probe every tier and say how to fix what is broken")
