@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # on a machine compiles (about 7 minutes on 2 cores).
 PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 
-.PHONY: setup demo test bench doctor studio postgres clean
+.PHONY: setup demo lint test bench doctor studio postgres clean
 
 setup: $(VENV)/.installed
 
@@ -22,9 +22,16 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/tierflow run ticket_triage --input @samples/ticket.txt --thread demo-$$(date +%s)
 
+# Lint and types (configuration: pyproject.toml's [tool.ruff] and [tool.mypy]). mypy reads
+# the installed layout through a symlink tree (.ci/typecheck.sh says why).
+SOURCE_FOLDERS := agents graphs tools model_tiers evals tiers tierflow
+lint: setup
+	$(VENV)/bin/ruff check $(SOURCE_FOLDERS) tests setup.py
+	.ci/typecheck.sh $(PY)
+
 # The scale-out test needs a real PostgreSQL: .ci/postgres.sh installs (Debian) and starts
 # one on loopback unless TIERFLOW_TEST_PG_DSN already points at a server.
-test: setup
+test: setup lint
 	dsn="$${TIERFLOW_TEST_PG_DSN:-}"; [ -n "$$dsn" ] || dsn="$$(.ci/postgres.sh)" || exit 1; \
 	TIERFLOW_TEST_PG_DSN="$$dsn" $(PY) -m pytest -q -rs
 

@@ -26,11 +26,13 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
+
+from tierflow.agents.numbers import parse_number
 
 __all__ = [
     "Statement", "ArithmeticReport", "check_solution", "find_statements", "evaluate_expression",
-    "parse_answer_number", "counted_noun", "truncation_reason", "question_numbers_used",
+    "counted_noun", "truncation_reason", "question_numbers_used",
     "UnsafeExpression", "SCORE_PENALTIES",
 ]
 
@@ -57,13 +59,13 @@ def _eval_node(node: ast.AST, percent: PercentMode) -> float:
         value = _eval_node(node.operand, percent)
         return -value if isinstance(node.op, ast.USub) else value
     if _is_percent(node):
-        value = _eval_node(node.args[0], percent)  # type: ignore[attr-defined]
+        value = _eval_node(node.args[0], percent)
         return value if percent == "raw" else value / 100
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left = _eval_node(node.left, percent)
         # "120 - 25%" read as 120 * (1 - 0.25): how people write a discount or a raise.
         if percent == "relative" and isinstance(node.op, (ast.Add, ast.Sub)) and _is_percent(node.right):
-            rate = _eval_node(node.right.args[0], percent) / 100  # type: ignore[attr-defined]
+            rate = _eval_node(node.right.args[0], percent) / 100
             return left * (1 + rate if isinstance(node.op, ast.Add) else 1 - rate)
         right = _eval_node(node.right, percent)
         if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 1e6):
@@ -78,9 +80,12 @@ def _eval_node(node: ast.AST, percent: PercentMode) -> float:
     raise UnsafeExpression(f"unsupported syntax: {type(node).__name__}")
 
 
-def _is_percent(node: ast.AST) -> bool:
+def _is_percent(node: ast.AST) -> TypeGuard[ast.Call]:
     """``pct(n)``: how the normaliser writes ``n%``."""
-    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "pct" and len(node.args) == 1 and not node.keywords
+    return (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "pct"
+        and len(node.args) == 1 and not node.keywords
+    )
 
 
 _PARSE_LOCK = threading.Lock()
@@ -116,14 +121,11 @@ def _candidate_values(expression: str) -> list[float]:
 # -- finding statements ------------------------------------------------------------------
 
 _NOTE = re.compile(r"<<([^<>]*)>>")
-_LATEX_FRAC = re.compile(r"\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}")
-_LATEX_TEXT = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}")
-_LATEX_DROP = re.compile(r"\\(?:left|right|[()\[\],;!]|quad|qquad)")
 _SYMBOLS = {"×": "*", "·": "*", "⋅": "*", "∙": "*", "÷": "/", "−": "-", "–": "-", "≈": "~", "\\approx": "~",
             "\\times": "*", "\\cdot": "*", "\\div": "/", "\\%": "%", "\\$": "$"}
 # What may follow a word operator: a number, maybe after "(" or a currency mark.
 _NEXT = r"(?=\s*(?:⟦[a-z]+:[a-z]+⟧\s*)?\(?\s*\.?\d)"
-_WORD_OPERATORS = [
+_WORD_OPERATORS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<=[\d%)])\s+(?:multiplied by|times)\s+" + _NEXT, re.I), " * "),
     (re.compile(r"(?<=[\d%)])\s+divided by\s+" + _NEXT, re.I), " / "),
     (re.compile(r"(?<=[\d%)])\s+plus\s+" + _NEXT, re.I), " + "),
@@ -138,17 +140,6 @@ _OPERAND_WORDS = re.compile(
     r"|\b(?:half|third|thirds|quarter|quarters|fourths?|fifths?|twice|double|triple|one|two|three|four|five"
     r"|six|seven|eight|nine|ten)(?:\s+of)?)$"
 )
-# Markdown / LaTeX escapes: "4 \\* 12", "\\$5".
-_ESCAPED = re.compile(r"\\([*_$%])")
-# "12.8 / 2/5": a fraction written tight inside spaced arithmetic binds first.
-_TIGHT_FRACTION = re.compile(r"(?<![\d.)/^])(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)(?![\d.(/^])")
-# A word label in parentheses after a number: "160 (Toulouse) + 80 (Charleston)".
-_PAREN_LABEL = re.compile(r"\(\s*[A-Za-z][^()\d=<>]*\)")
-# A single letter glued to or right after a number is a variable ("2x", "3 y"): poison.
-_VARIABLE = re.compile(r"(?<=[\d)])\s*[A-Za-z](?![A-Za-z'’])")
-# Unit words between a number and an operator or '=': "15 miles + 120 miles = 135 miles".
-_UNITS = re.compile(r"(?<=[\d%)])\s*((?:[A-Za-z][A-Za-z'’\-]+\.?\s*){1,3})(?=[-+*/^=~)])")
-_CURRENCY = re.compile(r"[$€£]\s*(?=[\d.(])")
 # Units of one kind that convert into each other: "4 feet + 3 inches = 51" mixes two of them,
 # and such a statement cannot be recomputed without the conversion, so it is skipped.
 _UNIT_KINDS = {
@@ -157,7 +148,10 @@ _UNIT_KINDS = {
         "time": "second seconds sec secs minute minutes min mins hour hours hr hrs day days week weeks month months year years",
         "length": "inch inches foot feet ft yard yards mile miles centimeter centimeters cm meter meters metre metres km kilometers",
         "weight": "ounce ounces oz pound pounds lb lbs gram grams g kilogram kilograms kg ton tons",
-        "volume": "cup cups pint pints quart quarts gallon gallons liter liters litre litres ml milliliters tablespoon tablespoons teaspoon teaspoons",
+        "volume": (
+            "cup cups pint pints quart quarts gallon gallons liter liters litre litres ml milliliters "
+            "tablespoon tablespoons teaspoon teaspoons"
+        ),
         "money": "dollar dollars cent cents",
         # "3 dozen * 1.5" may mean 36 * 1.5 or count dozens: ambiguous, see _chain_statements.
         "count": "dozen dozens",
@@ -174,10 +168,6 @@ def _mark_units(match: re.Match[str]) -> str:
     return " " + " ".join(marks[:1]) + " "
 
 
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*%")
-_SENTENCE_END = re.compile(r"\.(?=\s|$)")
-_IMPLICIT_TIMES = re.compile(r"(?<=[\d)])\s*(?=\()")
 _RUN = re.compile(r"(?:[\d.+\-*/^()=~\s]|pct\(|⟦[a-z]+:[a-z]+⟧)+")
 _PERCENT_CALL = re.compile(r"pct\(([^()]*)\)")
 _LEADING_OPERATOR = re.compile(r"^\s*[-+*/^]")
@@ -208,26 +198,40 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}" if not float(value).is_integer() else str(int(value))
 
 
+# What `_normalise` rewrites, in this order: (pattern, replacement: a template or a function of the match).
+_REWRITES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    # LaTeX: "\\frac{a}{b}", "\\text{apples}" (a word), spacing and sizing commands.
+    (re.compile(r"\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}"), r"((\1)/(\2))"),
+    (re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}"), r" \1 "),
+    (re.compile(r"\\(?:left|right|[()\[\],;!]|quad|qquad)"), " "),
+    # Markdown / LaTeX escapes: "4 \\* 12", "\\$5"; then "2**3" as a power.
+    (re.compile(r"\\([*_$%])"), r"\1"),
+    (re.compile(r"\*\*"), "^"),
+    # Thousands separators ("1,250"), currency marks, and a sentence's full stop.
+    (re.compile(r"(?<=\d),(?=\d{3}(?!\d))"), ""),
+    (re.compile(r"[$€£]\s*(?=[\d.(])"), " ⟦money:dollar⟧ "),
+    (re.compile(r"\.(?=\s|$)"), " ; "),
+    # A word label in parentheses after a number: "160 (Toulouse) + 80 (Charleston)".
+    (re.compile(r"\(\s*[A-Za-z][^()\d=<>]*\)"), " "),
+    *_WORD_OPERATORS,
+    # A single letter glued to or right after a number is a variable ("2x", "3 y"): poison.
+    (re.compile(r"(?<=[\d)])\s*[A-Za-z](?![A-Za-z'’])"), " § "),
+    # Unit words between a number and an operator or '=': "15 miles + 120 miles = 135 miles".
+    (re.compile(r"(?<=[\d%)])\s*((?:[A-Za-z][A-Za-z'’\-]+\.?\s*){1,3})(?=[-+*/^=~)])"), _mark_units),
+    (re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*%"), r"pct(\1)"),
+    # "12.8 / 2/5": a fraction written tight inside spaced arithmetic binds first.
+    (re.compile(r"(?<![\d.)/^])(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)(?![\d.(/^])"), r"(\1/\2)"),
+    # "3(4 + 5)": a number right before a parenthesis multiplies it.
+    (re.compile(r"(?<=[\d)])\s*(?=\()"), "*"),
+)
+
+
 def _normalise(text: str) -> str:
     """Rewrite a line so its arithmetic is Python syntax; words that cannot be read stay."""
-    for symbol, replacement in _SYMBOLS.items():
-        text = text.replace(symbol, replacement)
-    text = _LATEX_FRAC.sub(r"((\1)/(\2))", text)
-    text = _LATEX_TEXT.sub(r" \1 ", text)
-    text = _LATEX_DROP.sub(" ", text)
-    text = _ESCAPED.sub(r"\1", text)
-    text = text.replace("**", "^")
-    text = _THOUSANDS.sub("", text)
-    text = _CURRENCY.sub(" ⟦money:dollar⟧ ", text)
-    text = _SENTENCE_END.sub(" ; ", text)
-    text = _PAREN_LABEL.sub(" ", text)
-    for pattern, replacement in _WORD_OPERATORS:
-        text = pattern.sub(replacement, text)
-    text = _VARIABLE.sub(" § ", text)
-    text = _UNITS.sub(_mark_units, text)
-    text = _PERCENT.sub(r"pct(\1)", text)
-    text = _TIGHT_FRACTION.sub(r"(\1/\2)", text)
-    text = _IMPLICIT_TIMES.sub("*", text)
+    for symbol, operator_text in _SYMBOLS.items():
+        text = text.replace(symbol, operator_text)
+    for pattern, rewrite in _REWRITES:
+        text = pattern.sub(rewrite, text)
     return text
 
 
@@ -367,21 +371,6 @@ def find_statements(solution: str) -> list[Statement]:
 
 # -- the final answer ----------------------------------------------------------------------
 
-_PLAIN_ANSWER = re.compile(r"^\s*[-+]?\s*[$€£]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?\s*%?\s*\.?\s*$")
-
-
-def parse_answer_number(text: str | None) -> float | None:
-    """A final answer read as one number (``"$1,234.50"`` -> 1234.5, ``"18"``, ``"-3"``,
-    ``"60%"`` -> 60.0); None when it is empty or anything but a number."""
-    if text is None or not _PLAIN_ANSWER.match(text) or not any(ch.isdigit() for ch in text):
-        return None
-    cleaned = re.sub(r"[\s$€£,%+]", "", text).rstrip(".")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return None
-
-
 def truncation_reason(solution: str) -> str | None:
     """Why the solution looks cut off (an unclosed calculator note, a dangling operator or
     a number broken mid-way at the very end), or None."""
@@ -399,14 +388,16 @@ def truncation_reason(solution: str) -> str | None:
 
 # Nouns after "how many" that are measures, not counts: a fractional answer is fine there.
 _MEASURES = frozenset(
-    """dollars dollar cents cent euros pounds pound ounces ounce grams gram kilograms kilogram kg
-    tons ton liters litres liter litre milliliters ml gallons gallon quarts pints cups cup
-    tablespoons teaspoons seconds minutes minute hours hour days day weeks week months month
-    years year decades miles mile kilometers kilometres km meters metres meter feet foot inches
-    inch yards yard centimeters cm square cubic degrees degree percent percentage points calories
-    times mph""".split()
+    [
+        "dollars", "dollar", "cents", "cent", "euros", "pounds", "pound", "ounces", "ounce", "grams", "gram", "kilograms", "kilogram",
+        "kg", "tons", "ton", "liters", "litres", "liter", "litre", "milliliters", "ml", "gallons", "gallon", "quarts", "pints", "cups",
+        "cup", "tablespoons", "teaspoons", "seconds", "minutes", "minute", "hours", "hour", "days", "day", "weeks", "week", "months",
+        "month", "years", "year", "decades", "miles", "mile", "kilometers", "kilometres", "km", "meters", "metres", "meter", "feet",
+        "foot", "inches", "inch", "yards", "yard", "centimeters", "cm", "square", "cubic", "degrees", "degree", "percent",
+        "percentage", "points", "calories", "times", "mph",
+    ]
 )
-_COMPARATIVES = frozenset("more fewer less extra additional total different".split())
+_COMPARATIVES = frozenset(["more", "fewer", "less", "extra", "additional", "total", "different"])
 _HOW_MANY = re.compile(r"\bhow\s+many\s+((?:[A-Za-z][A-Za-z'’-]*\s+){0,3})", re.I)
 
 
@@ -515,7 +506,7 @@ def check_solution(solution: str, final_answer: str | None, question: str = "") 
     """
     solution = solution or ""
     statements = tuple(find_statements(solution))
-    final = parse_answer_number(final_answer)
+    final = parse_number(final_answer)
     last = statements[-1].claimed if statements else None
     matches_last = None if last is None or final is None else math.isclose(last, final, rel_tol=1e-6, abs_tol=1e-6)
     counted = counted_noun(question) if question else None
@@ -525,14 +516,18 @@ def check_solution(solution: str, final_answer: str | None, question: str = "") 
     reason: str | None = None
     shown = (final_answer or "").strip()[:60]
     if final is None:
-        reason = f"the final answer '{shown}' is not a number; give it as a number only" if shown else "there is no final answer; give the final answer as a number"
+        reason = (
+            f"the final answer '{shown}' is not a number; give it as a number only"
+            if shown
+            else "there is no final answer; give the final answer as a number"
+        )
     elif truncated:
         reason = f"{truncated}; write the complete solution"
     elif wrong:
         more = f" (and {len(wrong) - 1} more wrong calculation(s))" if len(wrong) > 1 else ""
         reason = f"{wrong[0].describe()}{more}; redo the arithmetic"
     elif not whole_ok:
-        reason = f"the question asks how many {counted}, a count, but the answer {_fmt(final)} is not a whole number"  # type: ignore[arg-type]
+        reason = f"the question asks how many {counted}, a count, but the answer {_fmt(final)} is not a whole number"
     coverage = question_numbers_used(question, solution) if question else 1.0
     report = ArithmeticReport(statements, final, last, matches_last, counted, whole_ok, truncated, coverage, reason, score=0.0)
     return dataclasses.replace(report, score=_score(report))

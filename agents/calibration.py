@@ -21,7 +21,7 @@ import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -45,7 +45,7 @@ __all__ = [
     "answer_text",
 ]
 
-ARTIFACT_FORMAT = "tierflow.calibration/1"
+ARTIFACT_FORMAT: Final = "tierflow.calibration/1"
 
 
 class _Frozen(BaseModel):
@@ -107,7 +107,7 @@ class Calibrator(_Frozen):
     b: float = 0.0
 
     @model_validator(mode="after")
-    def _shape(self) -> "Calibrator":
+    def _shape(self) -> Calibrator:
         if self.method == "isotonic" and (not self.x or len(self.x) != len(self.y)):
             raise ValueError("an isotonic calibrator needs x and y of the same, non-zero length")
         return self
@@ -141,7 +141,7 @@ class ProbabilityModel(_Frozen):
         return len(self.signals) + blocks + (self.embedding.dim if self.embedding else 0)
 
     @model_validator(mode="after")
-    def _shape(self) -> "ProbabilityModel":
+    def _shape(self) -> ProbabilityModel:
         width = self.width
         if not (len(self.means) == len(self.scales) == len(self.signals)) or len(self.coef) != width:
             raise ValueError(f"coef has {len(self.coef)} entries, the features are {width}")

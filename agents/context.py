@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from langgraph.runtime import Runtime
+from langgraph.types import Command
 from pydantic import BaseModel
 
-from tierflow.agents.spec import StepNeeds
-from tierflow.agents.spec import PlanItem, StepInput, StepKind, StepSpec, ToolBox
-from tierflow.model_tiers import TierRegistry, estimate_tokens, redact_value
+from tierflow.agents.spec import PlanItem, StepInput, StepKind, StepNeeds, StepSpec, ToolBox
+from tierflow.model_tiers import TierRegistry, TierRunContext, estimate_tokens, redact_value
+
+if TYPE_CHECKING:
+    # The graph's state schema; graphs.state imports this module, so only the checker does.
+    from tierflow.graphs.state import TieredState
 
 __all__ = [
     "RESET",
+    "NodeRuntime",
     "Services",
     "ServiceResolver",
+    "LoopNode",
     "current_item",
     "step_input",
     "step_needs",
@@ -38,8 +45,15 @@ class Services:
     toolbox: ToolBox | None = None
 
 
+# What LangGraph hands every node of a tiered graph (its context_schema is TierRunContext;
+# read the context with `coerce_context`, which also takes the mapping Studio or the SDK send).
+NodeRuntime = Runtime[TierRunContext]
+
 # Given the LangGraph runtime of a node, the services for this run.
-ServiceResolver = Callable[[Any], Services]
+ServiceResolver = Callable[[NodeRuntime], Services]
+
+# A node of the loop: the graph's state and runtime in, a Command (update and where next) out.
+LoopNode = Callable[["TieredState", NodeRuntime], Command[str]]
 
 
 def current_item(state: Mapping[str, Any]) -> PlanItem:
@@ -78,7 +92,7 @@ def as_jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def emit(runtime: Any, event: Mapping[str, Any]) -> None:
+def emit(runtime: NodeRuntime, event: Mapping[str, Any]) -> None:
     """Send an event on the `custom` stream (a no-op outside a streaming run)."""
     writer = getattr(runtime, "stream_writer", None)
     if writer is not None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Required, TypeGuard
 
 from pydantic import BaseModel
 from typing_extensions import TypedDict
+
+from tierflow.model_tiers.ledger import UsageRecord
 
 __all__ = [
     "StepKind",
@@ -27,6 +29,12 @@ __all__ = [
     "Attempt",
     "Proposal",
     "StepNeeds",
+    "ToolResult",
+    "is_tool_result",
+    "BudgetName",
+    "SpentBudgetFields",
+    "FailureKind",
+    "Failure",
 ]
 
 
@@ -212,8 +220,58 @@ class Proposal(TypedDict, total=False):
     attempt: int
     tier: str | None
     value: Any
-    usage: dict[str, Any] | None
+    usage: UsageRecord | None
     error_kind: ErrorKind
     error: str
     raw: str
+
+
+class ToolResult(TypedDict, total=False):
+    """The verified result of a tool step, as `results` holds it: the call and what became
+    of it (done: executed here; proposed: a client call handed back to the caller;
+    declined: a human said no; no_call: the model chose to call nothing, and `reply` says why)."""
+
+    tool: Required[str | None]
+    args: Required[dict[str, Any] | None]  # the call's JSON arguments
+    status: Required[Literal["done", "proposed", "declined", "no_call"]]
+    output: Any  # done: what the tool returned, as JSON
+    reply: str  # no_call: the model's text instead of a call
+
+
+def is_tool_result(value: object) -> TypeGuard[ToolResult]:
+    """Whether a verified result (a value of `results`) is a tool step's."""
+    return isinstance(value, Mapping) and "tool" in value and "status" in value
+
+
+BudgetName = Literal["max_cost_usd", "max_frontier_calls"]
+
+
+class SpentBudgetFields(TypedDict):
+    """What a stopped run's failure adds about the budget it spent (`SpentBudget.as_failure`)."""
+
+    kind: Literal["budget"]
+    budget: BudgetName
+    limit: float
+    spent: float
+
+
+FailureKind = Literal["configuration", "bug", "budget"]
+
+
+class Failure(TypedDict, total=False):
+    """Why a run did not finish (state's `failure`): the step and the reason, plus what the
+    way it ended adds. A failed or rejected step: its candidates and faults; an error: its
+    kind ("configuration" or "bug", with the traceback); a budget stop: kind "budget" with
+    the limit and the spend."""
+
+    step: Required[str]
+    reason: Required[str]
+    item_id: str
+    kind: FailureKind
+    traceback: str
+    candidates: list[Feedback]
+    faults: list[Fault]
+    budget: BudgetName
+    limit: float
+    spent: float
 

@@ -3,9 +3,10 @@ which the graph builder turns into a node followed by the verifier."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from pydantic import BaseModel, Field, create_model
 
@@ -13,6 +14,7 @@ from tierflow.agents.label_ranker import LabelRanker
 from tierflow.agents.spec import Check, PlanItem, StepInput, StepKind, StepSpec
 
 __all__ = [
+    "StepOptions",
     "planner",
     "classifier",
     "extractor",
@@ -37,13 +39,51 @@ class Plan(BaseModel):
     steps: list[PlannedStep] = Field(min_length=1, max_length=12)
 
 
+class StepOptions(TypedDict, total=False):
+    """What every model step's factory also takes, each optional."""
+
+    # The step's user prompt from its input (default: the request and the verified results).
+    prompt: Callable[[StepInput], str] | None
+    # Domain checks of the step's output, run after the factory's own.
+    checks: Iterable[Check]
+    # The step sees private data: only tiers declared local may run it.
+    local_only: bool
+
+
+def _model_step(
+    name: str,
+    kind: StepKind,
+    instructions: str,
+    options: StepOptions,
+    *own_checks: Check,
+    output: type[BaseModel] | None = None,
+    tools: Sequence[str] = (),
+    client_tools: bool = False,
+) -> StepSpec:
+    """A step of `kind` (its role is the kind's name) answering with `output` (a tool step:
+    a call of `tools`, or of the caller's functions), with the options all factories share;
+    each factory then sets the fields that are its own (`dataclasses.replace`)."""
+    return StepSpec(
+        name=name,
+        kind=kind,
+        role=kind.value,
+        instructions=instructions,
+        output_model=output,
+        tools=tuple(tools),
+        client_tools=client_tools,
+        prompt=options.get("prompt"),
+        checks=(*own_checks, *options.get("checks", ())),
+        local_only=options.get("local_only", False),
+    )
+
+
 def planner(
     name: str = "plan",
     *,
     allowed_steps: Sequence[str],
     allowed_tools: Sequence[str] = (),
     instructions: str,
-    prompt: Callable[[StepInput], str] | None = None,
+    **options: Unpack[StepOptions],
 ) -> StepSpec:
     """The planning step (role `plan`): request -> typed plan over the allowed steps and tools."""
     steps, tools = tuple(allowed_steps), tuple(allowed_tools)
@@ -56,15 +96,8 @@ def planner(
                 return f"plan step {i} uses tool '{s.tool}', which is not allowed ({', '.join(tools) or 'none'})"
         return None
 
-    return StepSpec(
-        name=name,
-        kind=StepKind.PLAN,
-        role="plan",
-        instructions=instructions,
-        output_model=Plan,
-        prompt=prompt,
-        checks=(Check("plan uses only allowed steps and tools", only_allowed),),
-    )
+    allowed = Check("plan uses only allowed steps and tools", only_allowed)
+    return _model_step(name, StepKind.PLAN, instructions, options, allowed, output=Plan)
 
 
 def fenced_request(inp: StepInput) -> str:
@@ -76,9 +109,11 @@ def label_model(name: str, labels: Sequence[str]) -> type[BaseModel]:
     """A schema whose `label` is one of `labels` (an enum the grammar enforces) plus a confidence."""
     if not labels:
         raise ValueError("a classifier needs at least one label")
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    # A Literal built at run time: a type to pydantic, a value to the type checker.
+    label_type: Any = Literal[tuple(labels)]
+    return create_model(
         name,
-        label=(Literal[tuple(labels)], Field(description="one label from the allowed set")),
+        label=(label_type, Field(description="one label from the allowed set")),
         confidence=(float, Field(ge=0.0, le=1.0, description="how sure you are, 0 to 1")),
     )
 
@@ -88,13 +123,11 @@ def classifier(
     *,
     labels: Sequence[str],
     instructions: str,
-    prompt: Callable[[StepInput], str] | None = None,
-    checks: Iterable[Check] = (),
-    local_only: bool = False,
     descriptions: Mapping[str, str] | None = None,
     shortlist: int | None = None,
     fallback_label: str | None = None,
     plausible_rank: int | None = None,
+    **options: Unpack[StepOptions],
 ) -> StepSpec:
     """A label from a fixed set, with the model's confidence (role `classify`).
 
@@ -116,7 +149,8 @@ def classifier(
         return None if label in allowed else f"label '{label}' is not one of the allowed labels"
 
     def candidates_prompt(inp: StepInput) -> str:
-        offered = [label for label in (labels if ranker is None or not shortlist else ranker.ranking(inp.request)) if label != fallback_label]
+        ranked = labels if ranker is None or not shortlist else ranker.ranking(inp.request)
+        offered = [label for label in ranked if label != fallback_label]
         offered = offered[:shortlist] if shortlist else offered
         lines = [f"Customer message:\n<<<\n{inp.request}\n>>>", "", "Candidate labels" + (" (most likely first):" if shortlist else ":")]
         for label in offered:
@@ -141,15 +175,11 @@ def classifier(
         what = "the most similar label" if plausible_rank == 1 else f"label among the {plausible_rank} most similar"
         extra.append(Check(what, plausible, soft=True))
 
-    return StepSpec(
-        name=name,
-        kind=StepKind.CLASSIFY,
-        role="classify",
-        instructions=instructions,
-        output_model=label_model(f"{name.title().replace('_', '')}Label", labels),
-        prompt=prompt or candidates_prompt,
-        checks=(Check("label in set", in_set), *extra, *checks),
-        local_only=local_only,
+    labelled = label_model(f"{name.title().replace('_', '')}Label", labels)
+    step = _model_step(name, StepKind.CLASSIFY, instructions, options, Check("label in set", in_set), *extra, output=labelled)
+    return dataclasses.replace(
+        step,
+        prompt=step.prompt or candidates_prompt,
         confidence_field="confidence",
         # A tier fine-tuned on this step needs neither the instructions nor the candidates:
         # the fenced message alone is about 45 tokens, against about 300 with a shortlist of 5.
@@ -183,29 +213,18 @@ def extractor(
     *,
     schema: type[BaseModel],
     instructions: str,
-    prompt: Callable[[StepInput], str] | None = None,
-    checks: Iterable[Check] = (),
     grounded_fields: Sequence[str] = (),
-    local_only: bool = False,
     compact_prompt: Callable[[StepInput], str] | None = None,
+    **options: Unpack[StepOptions],
 ) -> StepSpec:
     """Fields of a pydantic schema, out of the input (role `extract`).
 
     On a tier fine-tuned on compact prompts it sends `compact_prompt`, by default its own
     `prompt` or, without one, the fenced request alone (no instructions, no schema listing).
     """
-    extra = (grounded_in_request(*grounded_fields),) if grounded_fields else ()
-    return StepSpec(
-        name=name,
-        kind=StepKind.EXTRACT,
-        role="extract",
-        instructions=instructions,
-        output_model=schema,
-        prompt=prompt,
-        checks=(*extra, *checks),
-        local_only=local_only,
-        compact_prompt=compact_prompt or prompt or fenced_request,
-    )
+    grounded = (grounded_in_request(*grounded_fields),) if grounded_fields else ()
+    step = _model_step(name, StepKind.EXTRACT, instructions, options, *grounded, output=schema)
+    return dataclasses.replace(step, compact_prompt=compact_prompt or step.prompt or fenced_request)
 
 
 def tool_caller(
@@ -213,29 +232,17 @@ def tool_caller(
     *,
     tools: Sequence[str] = (),
     instructions: str,
-    prompt: Callable[[StepInput], str] | None = None,
-    checks: Iterable[Check] = (),
-    local_only: bool = False,
     client_tools: bool = False,
     may_decline: bool = False,
+    **options: Unpack[StepOptions],
 ) -> StepSpec:
     """Pick a tool and its arguments (role `tool`); validated, verified, then executed.
 
     With `client_tools`, the tools are the functions sent with the request and the verified
     call is returned instead of executed; with `may_decline`, "no call" is a valid answer.
     """
-    return StepSpec(
-        name=name,
-        kind=StepKind.TOOL,
-        role="tool",
-        instructions=instructions,
-        prompt=prompt,
-        checks=tuple(checks),
-        tools=tuple(tools),
-        local_only=local_only,
-        client_tools=client_tools,
-        may_decline=may_decline,
-    )
+    step = _model_step(name, StepKind.TOOL, instructions, options, tools=tools, client_tools=client_tools)
+    return dataclasses.replace(step, may_decline=may_decline)
 
 
 def writer(
@@ -243,22 +250,12 @@ def writer(
     *,
     schema: type[BaseModel],
     instructions: str,
-    prompt: Callable[[StepInput], str] | None = None,
-    checks: Iterable[Check] = (),
     judge: bool = False,
+    **options: Unpack[StepOptions],
 ) -> StepSpec:
     """A written answer (role `respond`: a reply to the customer, a summary), grounded in earlier
     verified results. Not the engine's `responder` node, which ends a run and calls no model."""
-    return StepSpec(
-        name=name,
-        kind=StepKind.RESPOND,
-        role="respond",
-        instructions=instructions,
-        output_model=schema,
-        prompt=prompt,
-        checks=tuple(checks),
-        judge=judge,
-    )
+    return dataclasses.replace(_model_step(name, StepKind.RESPOND, instructions, options, output=schema), judge=judge)
 
 
 def action(name: str, run: Callable[[StepInput], Any], *, checks: Iterable[Check] = ()) -> StepSpec:

@@ -8,6 +8,8 @@ A JSONL case file is one case per line:
      "steps": {"extract": {"amount": "12.50"}}}
 
 * `input`: the request text, or the graph's whole input object (`{"request": ..., "functions": [...]}`).
+  `inputs` (LangSmith's and pydantic-evals' key) is read the same way, and may also be an
+  object of one text field (`{"question": "..."}`), which is then the request.
 * `expected`: values of the run's final output (what the workflow's `finalize` returns).
 * `steps` (optional): values of one step's verified result, by step name. Steps with
   expectations also get verifier precision and recall (was a rejected candidate wrong?).
@@ -15,7 +17,7 @@ A JSONL case file is one case per line:
   picks the evaluator per field (`STEP/FIELD` for a step's field); `--grade FIELD=KIND`
   on the command line overrides it.
 
-A CSV case file has an `input` column, `expected.FIELD` columns and `step.STEP.FIELD`
+A CSV case file has an `input` (or `inputs`) column, `expected.FIELD` columns and `step.STEP.FIELD`
 columns (an `id` column is optional; an empty cell is no expectation; a cell that parses
 as JSON is read as JSON, so `12.5` is a number and `["a","b"]` a list).
 
@@ -37,7 +39,7 @@ import csv
 import json
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,11 +47,12 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from tierflow.agents.loop.verify import JudgeVerdict
 from tierflow.evals.datasets import Case, Dataset, DatasetFormatError, DatasetSource
 from tierflow.evals.datasets._files import read_jsonl
+from tierflow.evals.datasets.cases import FrozenModel
 from tierflow.evals.evaluators.base import EvaluationResult, verdict
 from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
 from tierflow.model_tiers import ConfigError, TierRegistry, load_tier_config
@@ -67,27 +70,25 @@ __all__ = [
 ]
 
 EVALUATORS_KEY = "__evaluators__"
+# Where a case line's request is: ours, and LangSmith's and pydantic-evals' name for it.
+INPUT_KEYS: tuple[str, ...] = ("input", "inputs")
+# Other tools' names for the expected values: a line that uses one is told to say `expected`.
+_FOREIGN_EXPECTED_KEYS: tuple[str, ...] = ("outputs", "expected_output", "reference_outputs")
 Kind = Literal["exact", "normalized", "numeric", "set", "subset", "regex", "json_schema", "judge"]
 KINDS: tuple[str, ...] = ("exact", "normalized", "numeric", "set", "subset", "regex", "json_schema", "judge")
 
 
-class CaseInputs(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class CaseInputs(FrozenModel):
     payload: dict[str, Any]
 
 
-class CaseExpected(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class CaseExpected(FrozenModel):
     output: dict[str, Any] = Field(default_factory=dict)
     steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class FieldCheck(BaseModel):
+class FieldCheck(FrozenModel):
     """How one field is graded: `kind`, plus its tolerance (numeric) or tier (judge)."""
-
-    model_config = ConfigDict(frozen=True)
 
     kind: Kind
     tolerance: float = 1e-6
@@ -108,7 +109,7 @@ def parse_check(spec: str, *, where: str) -> FieldCheck:
         return FieldCheck(kind="judge", tier=arg or None)
     if arg:
         raise ConfigError(f"{where}: evaluator '{kind}' takes no argument, got {spec!r}")
-    return FieldCheck(kind=kind)  # type: ignore[arg-type]
+    return FieldCheck.model_validate({"kind": kind})  # a name in KINDS: pydantic reads it as the Literal
 
 
 def _default_check(expected: Any) -> FieldCheck:
@@ -122,15 +123,15 @@ def _default_check(expected: Any) -> FieldCheck:
 
 def is_case_file(path: str | Path) -> bool:
     """Whether `path` looks like a generic case file: a .jsonl whose first case line has an
-    `input` (and no recorded `outcomes`), or a .csv with an `input` column (a dataset's own files, like Banking77's CSV,
-    do not)."""
+    `input` or `inputs` (and no recorded `outcomes`), or a .csv with such a column (a
+    dataset's own files, like Banking77's CSV, do not)."""
     source = Path(path)
     if source.suffix.lower() not in (".jsonl", ".csv") or not source.is_file():
         return False
     try:
         with source.open(encoding="utf-8", newline="") as handle:
             if source.suffix.lower() == ".csv":
-                return "input" in (next(csv.reader(handle), None) or [])
+                return any(key in INPUT_KEYS for key in next(csv.reader(handle), None) or [])
             for line in handle:
                 if line.strip():
                     record = json.loads(line)
@@ -138,7 +139,7 @@ def is_case_file(path: str | Path) -> bool:
                         continue
                     # Recorded outcomes (model_tiers/providers/recorded.py) are the
                     # `recorded` suite's dataset, not a case file.
-                    return isinstance(record, dict) and "input" in record and "outcomes" not in record
+                    return isinstance(record, dict) and any(k in record for k in INPUT_KEYS) and "outcomes" not in record
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error):
         return False
     return False
@@ -151,14 +152,50 @@ def _cell(value: str) -> Any:
         return value
 
 
-def _case(path: Path, row: int, raw: Mapping[str, Any]) -> Case[CaseInputs, CaseExpected]:
-    given = raw.get("input")
+def _keys(found: Sequence[str]) -> str:
+    return ", ".join(f"'{k}'" for k in found) or "none"
+
+
+def _request_payload(path: Path, row: int, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The graph's input from a case line's `input` (or `inputs`): the request text, the
+    graph's input object (with a `request`), or an object of one text field."""
+    given_keys = [k for k in INPUT_KEYS if k in raw]
+    if not given_keys:
+        raise DatasetFormatError(
+            path,
+            f"a case line needs the key 'input' (or 'inputs'): the request text, or the graph's input object; "
+            f"this line has the keys {_keys(list(raw))}",
+            row=row,
+        )
+    if len(given_keys) > 1:
+        raise DatasetFormatError(path, "a case line has both 'input' and 'inputs'; give one of them", row=row)
+    key = given_keys[0]
+    given = raw[key]
     if isinstance(given, str):
-        payload: dict[str, Any] = {"request": given}
-    elif isinstance(given, Mapping) and isinstance(given.get("request"), str):
-        payload = dict(given)
+        return {"request": given}
+    if isinstance(given, Mapping):
+        if isinstance(given.get("request"), str):
+            return dict(given)
+        if len(given) == 1 and isinstance(text := next(iter(given.values())), str):
+            return {"request": text}
+        found = f"an object with the keys {_keys(list(given))}"
     else:
-        raise DatasetFormatError(path, "'input' must be the request text or an object with a 'request'", row=row)
+        found = type(given).__name__
+    raise DatasetFormatError(
+        path,
+        f"'{key}' must be the request text, an object with a 'request' (the graph's input), or an object of one "
+        f"text field; got {found}",
+        row=row,
+    )
+
+
+def _case(path: Path, row: int, raw: Mapping[str, Any]) -> Case[CaseInputs, CaseExpected]:
+    payload = _request_payload(path, row, raw)
+    foreign = [k for k in _FOREIGN_EXPECTED_KEYS if k in raw]
+    if foreign and "expected" not in raw:
+        raise DatasetFormatError(
+            path, f"the expected values go under the key 'expected' (an object of fields); this line has {_keys(foreign)}", row=row
+        )
     expected, steps = raw.get("expected") or {}, raw.get("steps") or {}
     if not isinstance(expected, Mapping) or not isinstance(steps, Mapping) or not all(isinstance(v, Mapping) for v in steps.values()):
         raise DatasetFormatError(path, "'expected' must be an object and 'steps' an object of objects", row=row)
@@ -188,8 +225,13 @@ def _read_jsonl(path: Path) -> tuple[list[Case[CaseInputs, CaseExpected]], dict[
 def _read_csv(path: Path) -> list[Case[CaseInputs, CaseExpected]]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        if not reader.fieldnames or "input" not in reader.fieldnames:
-            raise DatasetFormatError(path, "a CSV case file needs an 'input' column (and expected.FIELD / step.STEP.FIELD columns)")
+        columns = list(reader.fieldnames or [])
+        if not any(key in columns for key in INPUT_KEYS):
+            raise DatasetFormatError(
+                path,
+                f"a CSV case file needs an 'input' (or 'inputs') column, and expected.FIELD / step.STEP.FIELD columns; "
+                f"its header has {_keys(columns)}",
+            )
         cases = []
         for number, row in enumerate(reader, start=2):
             expected: dict[str, Any] = {}
@@ -204,7 +246,8 @@ def _read_csv(path: Path) -> list[Case[CaseInputs, CaseExpected]]:
                     if not name:
                         raise DatasetFormatError(path, f"column {column!r} must be step.STEP.FIELD", row=1)
                     steps.setdefault(step, {})[name] = _cell(value)
-            cases.append(_case(path, number, {"id": row.get("id"), "input": row["input"], "expected": expected, "steps": steps}))
+            given = {key: row[key] for key in INPUT_KEYS if key in row}
+            cases.append(_case(path, number, {"id": row.get("id"), **given, "expected": expected, "steps": steps}))
     return cases
 
 
@@ -212,6 +255,7 @@ def load_case_file(path: str | Path) -> tuple[Dataset[CaseInputs, CaseExpected],
     """The cases of a JSONL or CSV case file, and the evaluators its header names."""
     source = Path(path)
     try:
+        evaluators: dict[str, str]
         if source.suffix.lower() == ".csv":
             cases, evaluators = _read_csv(source), {}
         else:
@@ -247,7 +291,8 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-Judge = Any  # (check, output value, expected value) -> (passed, reason)
+# (check, output value, expected value) -> (passed, reason): a model's opinion (`TierJudge`).
+Judge = Callable[[FieldCheck, Any, Any], tuple[bool, str | None]]
 
 
 def grade(check: FieldCheck, value: Any, expected: Any, judge: Judge | None = None) -> tuple[bool, str | None]:
@@ -345,7 +390,9 @@ def _step_truth(step: str, fields: Sequence[FieldEvaluator]) -> StepTruth:
     return StepTruth(node=step, is_correct=is_correct, description=f"every expected field of '{step}' matches")
 
 
-def _checks(dataset: Dataset[CaseInputs, CaseExpected], named: Mapping[str, str], step_names: Sequence[str]) -> dict[tuple[str | None, str], FieldCheck]:
+def _checks(
+    dataset: Dataset[CaseInputs, CaseExpected], named: Mapping[str, str], step_names: Sequence[str]
+) -> dict[tuple[str | None, str], FieldCheck]:
     """(step or None, field) -> its check: the one named, else the default for its type."""
     checks: dict[tuple[str | None, str], FieldCheck] = {}
     for case in dataset.cases:
@@ -353,7 +400,9 @@ def _checks(dataset: Dataset[CaseInputs, CaseExpected], named: Mapping[str, str]
             checks.setdefault((None, field_name), _default_check(value))
         for step, values in case.expected.steps.items():
             if step not in step_names:
-                raise ConfigError(f"case {case.id} expects a result of step '{step}', which the graph does not have ({', '.join(step_names)})")
+                raise ConfigError(
+                    f"case {case.id} expects a result of step '{step}', which the graph does not have ({', '.join(step_names)})"
+                )
             for field_name, value in values.items():
                 checks.setdefault((step, field_name), _default_check(value))
     for key, spec in named.items():

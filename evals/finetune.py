@@ -57,7 +57,8 @@ class ExportSummary:
 def _assistant_turn(step: StepTrace, accepted: AttemptTrace) -> dict[str, Any]:
     value = accepted.value
     if step.kind == "tool" and isinstance(value, dict) and "name" in value:
-        call = {"id": "call_0", "type": "function", "function": {"name": value["name"], "arguments": json.dumps(value.get("args") or {}, ensure_ascii=False)}}
+        arguments = json.dumps(value.get("args") or {}, ensure_ascii=False)
+        call = {"id": "call_0", "type": "function", "function": {"name": value["name"], "arguments": arguments}}
         return {"role": "assistant", "content": "", "tool_calls": [call]}
     return {"role": "assistant", "content": json.dumps(value, ensure_ascii=False)}
 

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import sys
 import tomllib
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 from tierflow.graphs.builder import Workflow, build_graph
 from tierflow.model_tiers import ConfigError
+from tierflow.model_tiers.home import write_crash_log
 
 __all__ = [
     "SHIPPED_GRAPHS",
@@ -35,6 +37,7 @@ __all__ = [
     "graph_catalog",
     "graph_names",
     "resolve_graph",
+    "workflow_entry",
     "load_graph_module",
     "langgraph_graphs",
 ]
@@ -54,12 +57,13 @@ GRAPH_MODULES: dict[str, str] = {name: ref.split(":", 1)[0] for name, ref in SHI
 
 @dataclass(frozen=True)
 class GraphEntry:
-    """A resolved graph: its name, the reference it came from, the workflow and its module."""
+    """A resolved graph: its name, the reference it came from, the workflow and its module
+    (None for a Workflow object that no module holds, e.g. one built in a function)."""
 
     name: str
     ref: str
     workflow: Workflow
-    module: ModuleType
+    module: ModuleType | None
     attribute: str
 
     def build(self, **kwargs: Any) -> Any:
@@ -132,10 +136,25 @@ def _import_file(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise _import_failed(str(path), err, str(resolved)) from None
     except BaseException:
         del sys.modules[name]
         raise
     return module
+
+
+def _import_failed(source: str, err: BaseException, origin: str | None) -> ConfigError:
+    """A user's graph module that raised while importing: one line naming the file and the
+    line, the traceback in a log file (it is their code, not a tierflow bug)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<frozen")]
+    # The deepest line of their file, else the deepest line at all (a library they called).
+    theirs = [f for f in frames if origin is not None and Path(f.filename).resolve() == Path(origin).resolve()] or frames[-1:]
+    where = f" (line {theirs[-1].lineno} of {theirs[-1].filename})" if theirs else ""
+    log = write_crash_log("".join(traceback.format_exception(err)), prefix="graph-import")
+    logged = f"; the traceback is in {log}" if log else ""
+    return ConfigError(f"importing {source} failed: {type(err).__name__}: {err}{where}{logged}")
 
 
 def _load(ref: str) -> tuple[ModuleType, str]:
@@ -154,7 +173,22 @@ def _load(ref: str) -> tuple[ModuleType, str]:
     except ModuleNotFoundError as err:
         if err.name and source.startswith(err.name):
             raise ConfigError(f"graph reference '{ref}': no module '{err.name}' (is the project on PYTHONPATH?)") from None
-        raise
+        if source.startswith("tierflow."):
+            raise  # a module of ours that fails to import is a bug of ours
+        raise _import_failed(f"module '{source}'", err, _origin(source)) from None
+    except Exception as err:
+        if source.startswith("tierflow."):
+            raise
+        raise _import_failed(f"module '{source}'", err, _origin(source)) from None
+
+
+def _origin(module: str) -> str | None:
+    """The file a module is imported from (None when it cannot be found without importing)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None else None
 
 
 def resolve_graph(name_or_ref: str, project: Path | None = None) -> GraphEntry:
@@ -181,9 +215,34 @@ def resolve_graph(name_or_ref: str, project: Path | None = None) -> GraphEntry:
     return GraphEntry(name=name or workflow.name, ref=ref, workflow=workflow, module=module, attribute=attribute)
 
 
+def workflow_entry(workflow: Workflow) -> GraphEntry:
+    """The entry of a Workflow object: by its reference when a loaded module holds it (a
+    shipped graph, a project module, a graph file), so runs and evals name it as the CLI
+    does; otherwise (a workflow built in a function or a notebook) by its name alone."""
+    main = sys.modules.get("__main__")
+    for module_name, module in list(sys.modules.items()):
+        if module is main:
+            continue  # a script's own namespace (also under an alias) has no importable reference
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        attribute = next((k for k, v in list(namespace.items()) if v is workflow and k.isidentifier()), None)
+        if attribute is None:
+            continue
+        if module_name.startswith("tierflow_graph_") and getattr(module, "__file__", None):
+            ref = f"{module.__file__}:{attribute}"  # a graph file imported by path (see _import_file)
+        else:
+            ref = f"{module_name}:{attribute}"
+        shipped = next((n for n, r in SHIPPED_GRAPHS.items() if r == ref), None)
+        return GraphEntry(name=shipped or workflow.name, ref=ref, workflow=workflow, module=module, attribute=attribute)
+    return GraphEntry(name=workflow.name, ref=workflow.name, workflow=workflow, module=None, attribute="")
+
+
 def load_graph_module(name: str) -> ModuleType:
     """The module of a graph (by name or reference), exposing its `WORKFLOW`."""
-    return resolve_graph(name).module
+    module = resolve_graph(name).module
+    assert module is not None  # resolve_graph always imports one
+    return module
 
 
 def langgraph_graphs(project: Path | None = None) -> dict[str, str]:

@@ -26,7 +26,7 @@ from typing import Any
 from tierflow.agents.fields import repeated_value
 from tierflow.agents.spec import Check, StepInput
 from tierflow.agents.workers import default_plan, tool_caller
-from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.graphs.builder import Workflow
 from tierflow.tools.embeddings import similarities
 
 __all__ = [
@@ -48,8 +48,10 @@ _SCALE = {"k": 1e3, "K": 1e3, "thousand": 1e3, "M": 1e6, "million": 1e6, "mn": 1
 _WORDS = {
     w: float(i)
     for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen twenty".split()
+        [
+            "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+            "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+        ]
     )
 }
 _WORDS |= {"thirty": 30.0, "forty": 40.0, "fifty": 50.0, "hundred": 100.0, "thousand": 1000.0, "million": 1e6,
@@ -134,7 +136,7 @@ def _describe(function: Mapping[str, Any]) -> str:
 
 def relevance(request: str, functions: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """How well each function's name and description match the request (cosine, -1..1)."""
-    return dict(zip((f["name"] for f in functions), similarities(request, [_describe(f) for f in functions])))
+    return dict(zip((f["name"] for f in functions), similarities(request, [_describe(f) for f in functions]), strict=True))
 
 
 def _serves_the_request(value: Mapping[str, Any], inp: StepInput) -> str | None:
@@ -215,10 +217,7 @@ WORKFLOW = Workflow(
 )
 
 
-def build(**kwargs: Any) -> Any:
-    """Compile function_calling with the given checkpointer / registry (CLI, tests)."""
-    return build_graph(WORKFLOW, **kwargs)
-
-
-# For langgraph.json: no checkpointer here, the LangGraph server brings its own.
+# `build(checkpointer=..., registry=..., resources=...)` compiles it (the CLI, tests); `graph`
+# is for langgraph.json: no checkpointer here, the LangGraph server brings its own.
+build = WORKFLOW.compile
 graph = build()

@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tierflow.agents.arithmetic import check_solution, parse_answer_number
+from tierflow.agents.arithmetic import check_solution
+from tierflow.agents.numbers import parse_number
 from tierflow.agents.spec import Check, StepInput
 from tierflow.agents.workers import default_plan, extractor
 from tierflow.graphs.builder import Workflow, build_graph
@@ -106,7 +107,7 @@ def _finalize(state: Mapping[str, Any], _resources: Mapping[str, Any]) -> dict[s
     solution, answered_by, verified = _candidate(state)
     final_text = (solution or {}).get("final_answer")
     return {
-        "answer": parse_answer_number(final_text),
+        "answer": parse_number(final_text),
         "final_answer": final_text,
         "solution": (solution or {}).get("solution"),
         "answered_by": answered_by,

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from tierflow.agents.spec import Check, PlanItem, StepInput, ToolBox
 from tierflow.agents.workers import Plan, planner, tool_caller, writer
-from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.graphs.builder import Workflow
 from tierflow.graphs.order_agent_checks import (
     CHANGE_TOOLS,
     HANDOFF_TOOLS,
@@ -37,7 +37,7 @@ from tierflow.graphs.order_agent_checks import (
     retail_db,
     tool_results,
 )
-from tierflow.tools.retail import WRITE_TOOL_NAMES, RetailDB, RetailToolError, call_retail_tool, get_item_details, retail_tools
+from tierflow.tools.retail import WRITE_TOOL_NAMES, RetailDB, RetailToolError, call_retail_tool, retail_tools
 
 __all__ = [
     "WORKFLOW",
@@ -273,7 +273,7 @@ def _reply_invents_no_orders(value: CustomerReply, inp: StepInput) -> str | None
 
 def _describe_item(conn: Any, item_id: str) -> str:
     try:
-        item = get_item_details(conn, item_id)
+        item = call_retail_tool(conn, "get_item_details", {"item_id": item_id})
     except RetailToolError:
         return f"item {item_id}"
     options = ", ".join(f"{k} {v}" for k, v in item["options"].items())
@@ -302,9 +302,9 @@ def confirmation_question(db: RetailDB, name: str, args: Mapping[str, Any]) -> s
             items = "; ".join(_describe_item(conn, i) for i in args["item_ids"])
             what = f"Return from order {args['order_id']}: {items}. The refund goes to {args['payment_method_id']}."
         else:
-            pairs = "; ".join(
-                f"{_describe_item(conn, old)} -> {_describe_item(conn, new)}" for old, new in zip(args["item_ids"], args["new_item_ids"])
-            )
+            # A call whose two lists differ in length is the tool's to refuse; the question shows the pairs it has.
+            swaps = zip(args["item_ids"], args["new_item_ids"], strict=False)
+            pairs = "; ".join(f"{_describe_item(conn, old)} -> {_describe_item(conn, new)}" for old, new in swaps)
             verb = "Exchange" if name == "exchange_delivered_order_items" else "Modify"
             what = (
                 f"{verb} in order {args['order_id']}: {pairs}. The price difference is paid or refunded with "
@@ -353,7 +353,10 @@ def finalize(state: Mapping[str, Any], resources: Mapping[str, Any]) -> dict[str
     plan_ids = [p["id"] for p in state.get("plan") or []]
     this_run = {k: results[k] for k in plan_ids if k in results}
     actions = [
-        {"item_id": k, "tool": r["tool"], "args": r["args"], "status": r["status"], "output": r["output"], "write": r["tool"] in WRITE_TOOL_NAMES}
+        {
+            "item_id": k, "tool": r["tool"], "args": r["args"], "status": r["status"], "output": r["output"],
+            "write": r["tool"] in WRITE_TOOL_NAMES,
+        }
         for k, r in tool_results(this_run)
     ]
     reply = next((v.get("reply") for k, v in this_run.items() if k.endswith(":reply") and isinstance(v, Mapping)), None)
@@ -401,7 +404,9 @@ _PLANNER_INSTRUCTIONS = (
 )
 
 DEFAULT_PLAN: tuple[PlanItem, ...] = (
-    PlanItem(id="0:identify", step="identify", tool="find_user_id_by_email", instruction="Authenticate the customer with the email they gave."),
+    PlanItem(
+        id="0:identify", step="identify", tool="find_user_id_by_email", instruction="Authenticate the customer with the email they gave."
+    ),
     PlanItem(id="1:inspect", step="inspect", tool="get_order_details", instruction="Get the details of the order the message is about."),
     PlanItem(id="2:change", step="change", instruction="Make the change the customer asks for on that order."),
     PlanItem(id="3:reply", step="reply", instruction="Tell the customer what was done."),
@@ -409,8 +414,12 @@ DEFAULT_PLAN: tuple[PlanItem, ...] = (
 
 
 def _plan_step() -> Any:
-    spec = planner(allowed_steps=tuple(STEP_TOOLS), allowed_tools=tuple(t for ts in STEP_TOOLS.values() for t in ts), instructions=_PLANNER_INSTRUCTIONS)
-    extra = (Check("plan tools fit their steps", _plan_tools_fit_steps), Check("plan starts by identifying, ends with the reply", _plan_shape))
+    all_tools = tuple(t for ts in STEP_TOOLS.values() for t in ts)
+    spec = planner(allowed_steps=tuple(STEP_TOOLS), allowed_tools=all_tools, instructions=_PLANNER_INSTRUCTIONS)
+    extra = (
+        Check("plan tools fit their steps", _plan_tools_fit_steps),
+        Check("plan starts by identifying, ends with the reply", _plan_shape),
+    )
     return dataclasses.replace(spec, checks=(*spec.checks, *extra))
 
 
@@ -447,10 +456,7 @@ def _workflow() -> Workflow:
 WORKFLOW = _workflow()
 
 
-def build(**kwargs: Any) -> Any:
-    """Compile order_agent with the given checkpointer / registry / resources (CLI, tests)."""
-    return build_graph(WORKFLOW, **kwargs)
-
-
-# For langgraph.json: no checkpointer here, the LangGraph server brings its own.
+# `build(checkpointer=..., registry=..., resources=...)` compiles it (the CLI, tests); `graph`
+# is for langgraph.json: no checkpointer here, the LangGraph server brings its own.
+build = WORKFLOW.compile
 graph = build()

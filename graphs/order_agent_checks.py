@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from tierflow.agents.spec import Check, StepInput
+from tierflow.agents.spec import Check, CheckFn, StepInput, ToolResult, is_tool_result
 from tierflow.model_tiers import ConfigError
-from tierflow.tools.retail import RetailDB, RetailToolError, get_item_details, get_order_details, get_user_details
+from tierflow.tools.retail import RetailDB, RetailToolError, call_retail_tool
 from tierflow.tools.retail.schemas import CancelReason
 
 __all__ = [
@@ -72,8 +72,12 @@ CHANGE_TOOLS = (
 )
 HANDOFF_TOOLS = ("transfer_to_human_agents",)
 # Tools that touch no customer's data: usable before the customer is authenticated.
-_PUBLIC_TOOLS = frozenset({*IDENTIFY_TOOLS, "get_product_details", "get_item_details", "list_all_product_types", "calculate", *HANDOFF_TOOLS})
-_PENDING_ONLY = frozenset({"cancel_pending_order", "modify_pending_order_address", "modify_pending_order_items", "modify_pending_order_payment"})
+_PUBLIC_TOOLS = frozenset(
+    {*IDENTIFY_TOOLS, "get_product_details", "get_item_details", "list_all_product_types", "calculate", *HANDOFF_TOOLS}
+)
+_PENDING_ONLY = frozenset(
+    {"cancel_pending_order", "modify_pending_order_address", "modify_pending_order_items", "modify_pending_order_payment"}
+)
 _DELIVERED_ONLY = frozenset({"return_delivered_order_items", "exchange_delivered_order_items"})
 _ITEM_SWAPS = frozenset({"modify_pending_order_items", "exchange_delivered_order_items"})
 CANCEL_REASONS: tuple[str, ...] = get_args(CancelReason)
@@ -97,10 +101,6 @@ _ACTION_PATTERNS: dict[str, re.Pattern[str]] = {
     "address": re.compile(r"\baddress\b", re.I),
     "payment": re.compile(r"\bpayment\b|\bpay (it |for it )?(with|by|using)\b", re.I),
 }
-_ORDER_ID = re.compile(r"#?\bW\d{7}\b")
-_ITEM_ID = re.compile(r"\b\d{10}\b")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_ZIP = re.compile(r"\b\d{5}\b")
 
 
 @dataclass(frozen=True)
@@ -118,16 +118,19 @@ class RequestFacts:
         return tuple(t for a in self.actions for t in ACTION_TOOLS[a])
 
 
-def _unique(values: Iterator[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(values))
+def _matches(pattern: str, text: str) -> tuple[str, ...]:
+    """The distinct matches of `pattern` in `text`, in order of appearance."""
+    return tuple(dict.fromkeys(m.group(0) for m in re.finditer(pattern, text)))
 
 
 def request_facts(request: str) -> RequestFacts:
+    # Order ids are written with their '#' or without it; the database has it.
+    order_ids = _matches(r"#?\bW\d{7}\b", request)
     return RequestFacts(
-        order_ids=_unique("#" + m.group(0).lstrip("#") for m in _ORDER_ID.finditer(request)),
-        item_ids=_unique(m.group(0) for m in _ITEM_ID.finditer(request)),
-        emails=_unique(m.group(0) for m in _EMAIL.finditer(request)),
-        zips=_unique(m.group(0) for m in _ZIP.finditer(request)),
+        order_ids=tuple(dict.fromkeys("#" + order_id.lstrip("#") for order_id in order_ids)),
+        item_ids=_matches(r"\b\d{10}\b", request),
+        emails=_matches(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", request),
+        zips=_matches(r"\b\d{5}\b", request),
         actions=tuple(a for a, pattern in _ACTION_PATTERNS.items() if pattern.search(request)),
     )
 
@@ -135,9 +138,9 @@ def request_facts(request: str) -> RequestFacts:
 # --- earlier results ------------------------------------------------------------------------
 
 
-def tool_results(results: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def tool_results(results: Mapping[str, Any]) -> list[tuple[str, ToolResult]]:
     """(plan item id, result) of every tool step that ran, oldest first."""
-    return [(k, v) for k, v in results.items() if isinstance(v, Mapping) and "tool" in v and "status" in v]
+    return [(k, v) for k, v in results.items() if is_tool_result(v)]
 
 
 def identified_user(results: Mapping[str, Any]) -> str | None:
@@ -164,9 +167,11 @@ def _reading(inp: StepInput) -> Iterator[sqlite3.Connection]:
         yield conn
 
 
-def _found(read: Callable[..., dict[str, Any]], conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+def _found(conn: sqlite3.Connection, tool: str, **arguments: str) -> dict[str, Any] | None:
+    """What the read tool `tool` returns for `arguments`, or None where the id is unknown."""
     try:
-        return read(conn, key)
+        found: dict[str, Any] = call_retail_tool(conn, tool, arguments)
+        return found
     except RetailToolError as err:
         if err.kind == "not_found":
             return None
@@ -194,27 +199,41 @@ def _identity_in_request(value: Mapping[str, Any], inp: StepInput) -> str | None
     return None
 
 
-def _acts_for_identified_user(value: Mapping[str, Any], inp: StepInput) -> str | None:
-    given = value["args"].get("user_id")
-    user = identified_user(inp.results)
-    if given is None or user is None or given == user:
+# A check of one argument of a call against the authenticated customer: (its value, the customer, the input).
+_CustomerCheck = Callable[[Any, str, StepInput], str | None]
+
+
+def _of_customer(arg: str) -> Callable[[_CustomerCheck], CheckFn]:
+    """The check that runs `check` on a call that has `arg`, once a customer is authenticated
+    (before, or without the argument, there is nothing to check it against)."""
+
+    def applied(check: _CustomerCheck) -> CheckFn:
+        def run(value: Mapping[str, Any], inp: StepInput) -> str | None:
+            given, user = value["args"].get(arg), identified_user(inp.results)
+            return None if given is None or user is None else check(given, user, inp)
+
+        return run
+
+    return applied
+
+
+@_of_customer("user_id")
+def _acts_for_identified_user(given: str, user: str, inp: StepInput) -> str | None:
+    if given == user:
         return None
     return f"user_id '{given}' is not the authenticated customer; use user_id '{user}' (one customer per conversation)"
 
 
 def _order(value: Mapping[str, Any], conn: sqlite3.Connection) -> dict[str, Any] | None:
     order_id = value["args"].get("order_id")
-    return None if order_id is None else _found(get_order_details, conn, order_id)
+    return None if order_id is None else _found(conn, "get_order_details", order_id=order_id)
 
 
-def _user_owns_order(value: Mapping[str, Any], inp: StepInput) -> str | None:
-    order_id = value["args"].get("order_id")
-    user = identified_user(inp.results)
-    if order_id is None or user is None:
-        return None
+@_of_customer("order_id")
+def _user_owns_order(order_id: str, user: str, inp: StepInput) -> str | None:
     with _reading(inp) as conn:
-        order = _order(value, conn)
-        owner = _found(get_user_details, conn, user)
+        order = _found(conn, "get_order_details", order_id=order_id)
+        owner = _found(conn, "get_user_details", user_id=user)
     theirs = ", ".join((owner or {}).get("orders", [])) or "(none)"
     if order is None:
         return f"order '{order_id}' does not exist; order ids look like '#W0000000', and this customer's orders are: {theirs}"
@@ -283,7 +302,7 @@ def _new_items_valid(value: Mapping[str, Any], inp: StepInput) -> str | None:
             old = old_by_id.get(old_id)
             if old is None:
                 continue  # reported by the items check
-            new = _found(get_item_details, conn, new_id)
+            new = _found(conn, "get_item_details", item_id=new_id)
             if new is None:
                 return f"new item '{new_id}' does not exist; {_variants_hint(conn, old)}"
             if new["product_id"] != old["product_id"]:
@@ -299,15 +318,12 @@ def _new_items_valid(value: Mapping[str, Any], inp: StepInput) -> str | None:
 
 
 def _user_methods(conn: sqlite3.Connection, user_id: str) -> dict[str, dict[str, Any]]:
-    user = _found(get_user_details, conn, user_id)
+    user = _found(conn, "get_user_details", user_id=user_id)
     return dict((user or {}).get("payment_methods", {}))
 
 
-def _payment_method_owned(value: Mapping[str, Any], inp: StepInput) -> str | None:
-    method_id = value["args"].get("payment_method_id")
-    user = identified_user(inp.results)
-    if method_id is None or user is None:
-        return None
+@_of_customer("payment_method_id")
+def _payment_method_owned(method_id: str, user: str, inp: StepInput) -> str | None:
     with _reading(inp) as conn:
         methods = _user_methods(conn, user)
     if method_id not in methods:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from tierflow.agents.spec import StepInput
 from tierflow.agents.workers import default_plan, extractor
-from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.graphs.builder import Workflow
 
 __all__ = ["WORKFLOW", "graph", "build", "RecordedReply", "ANSWER_STEP", "request_for"]
 
@@ -77,10 +77,7 @@ WORKFLOW = Workflow(
 )
 
 
-def build(**kwargs: Any) -> Any:
-    """Compile the recorded graph (CLI, tests)."""
-    return build_graph(WORKFLOW, **kwargs)
-
-
-# For langgraph.json: no checkpointer here, the LangGraph server brings its own.
+# `build(checkpointer=..., registry=..., resources=...)` compiles it (the CLI, tests); `graph`
+# is for langgraph.json: no checkpointer here, the LangGraph server brings its own.
+build = WORKFLOW.compile
 graph = build()

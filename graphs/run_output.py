@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from tierflow.model_tiers import TierConfig, summarize
+from tierflow.model_tiers import LedgerSummary
 
 __all__ = ["describe_event", "question_panel", "question_line", "final_panel", "ledger_table", "clip"]
 
@@ -27,7 +27,7 @@ def clip(value: Any, limit: int = 160) -> str:
 def describe_event(event: Mapping[str, Any]) -> str | None:
     """One console line for a streamed event (None for events not worth a line)."""
     kind = event.get("type")
-    step = f"[bold]{str(event.get('step', '')):<{_STEP_WIDTH}}[/bold]"
+    step = f"[bold]{event.get('step', '')!s:<{_STEP_WIDTH}}[/bold]"
     if kind == "model_call" and event.get("error"):
         return f"  {step} on [cyan]{event.get('tier')}[/cyan] (attempt {event.get('attempt')}): [red]{event['error']}[/red]"
     if kind == "verdict":
@@ -45,7 +45,10 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
         return f"  {step} ran tool [cyan]{event.get('tool')}[/cyan]" + (" (write)" if event.get("write") else "")
     if kind == "run_error":
         return f"  {step} [red]stopped ({event.get('kind')})[/red]: {clip(event.get('reason') or '', 200)}"
-    if kind in ("human_decision", "human_reject", "default_plan", "budget_downgrade", "budget_approved", "budget_stop", "declined", "rejected_input", "judge_fault"):
+    if kind in (
+        "human_decision", "human_reject", "default_plan", "budget_downgrade", "budget_approved", "budget_stop", "declined",
+        "rejected_input", "judge_fault",
+    ):
         rest = {k: v for k, v in event.items() if k not in ("type", "item_id")}
         return f"  [magenta]{kind}[/magenta] {clip(rest)}"
     return None
@@ -64,7 +67,7 @@ def question_panel(question: Mapping[str, Any]) -> Panel:
     if kind == "human_review":
         candidates: Sequence[Any] = question.get("candidates") or []
         reasons: Sequence[Any] = question.get("reasons") or []
-        for i, (cand, why) in enumerate(zip(candidates, reasons), 1):
+        for i, (cand, why) in enumerate(zip(candidates, reasons, strict=False), 1):
             lines.append(Text.assemble((f"candidate {i}: ", "bold"), clip(cand, 140)))
             lines.append(Text.assemble(("  rejected: ", "red"), clip(why, 160)))
         for fault in question.get("faults") or []:
@@ -101,12 +104,11 @@ def final_panel(final: Mapping[str, Any]) -> Panel:
     return Panel(table, title=f"result: {status}", border_style="green" if status == "done" else "red", expand=False)
 
 
-def ledger_table(records: Sequence[Mapping[str, Any]], config: TierConfig, console: Console) -> None:
+def ledger_table(summary: LedgerSummary, frontier_tier: str | None, console: Console) -> None:
     """Calls, tokens, latency and cost per tier, and the same calls priced on the frontier."""
     table = Table(title="Ledger (this run)")
     for col in ("tier", "calls", "tokens in", "tokens out", "latency s", "cost $"):
         table.add_column(col, justify="right")
-    summary = summarize(records, config)
     for t in summary.per_tier:
         table.add_row(t.tier, str(t.calls), str(t.input_tokens), str(t.output_tokens), f"{t.latency_s:.2f}", f"{t.cost_usd:.6f}")
     table.add_row("[bold]total", str(summary.calls), "", "", f"{summary.latency_s:.2f}", f"[bold]{summary.cost_usd:.6f}")
@@ -114,7 +116,7 @@ def ledger_table(records: Sequence[Mapping[str, Any]], config: TierConfig, conso
     if summary.all_frontier_cost_usd:
         saved = summary.savings_vs_frontier or 0.0
         console.print(
-            f"The same calls all on the frontier tier ('{config.frontier.name}') would cost ${summary.all_frontier_cost_usd:.6f}: "
+            f"The same calls all on the frontier tier ('{frontier_tier}') would cost ${summary.all_frontier_cost_usd:.6f}: "
             f"this run cost {100 * (1 - saved):.1f}% of that ({100 * saved:.1f}% saved).",
             highlight=False,
         )

@@ -18,7 +18,7 @@ from pydantic import Field
 from tierflow.agents.fields import CopiedFields
 from tierflow.agents.spec import Check, StepInput
 from tierflow.agents.workers import default_plan, extractor
-from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.graphs.builder import Workflow
 
 __all__ = ["WORKFLOW", "graph", "build", "BookingSlots", "SLOTS", "find_span", "parse_people", "parse_time", "is_time_expression"]
 
@@ -27,8 +27,10 @@ SLOTS = ("date", "time", "people", "first_name", "last_name")
 _NUMBER_WORDS = {
     w: i
     for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen twenty".split()
+        [
+            "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+            "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+        ]
     )
 }
 _NUMBER_WORDS.update({"a couple": 2, "couple": 2, "a dozen": 12, "dozen": 12, "thirty": 30, "forty": 40, "fifty": 50})
@@ -41,7 +43,9 @@ SLOT_MAX_CHARS = 32
 class BookingSlots(CopiedFields):
     """Each slot copied exactly as written in the message, or null when it is not given."""
 
-    date: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the day of the booking as written, e.g. 'next Friday', '3rd May'")
+    date: str | None = Field(
+        default=None, max_length=SLOT_MAX_CHARS, description="the day of the booking as written, e.g. 'next Friday', '3rd May'"
+    )
     time: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the time as written, e.g. '7pm', '19:30', 'noon'")
     people: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the party size as written, e.g. '4', 'six people'")
     first_name: str | None = Field(default=None, max_length=SLOT_MAX_CHARS, description="the guest's first name as written")
@@ -92,7 +96,9 @@ _DATE_WORDS = re.compile(
     r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b|\b\d{1,2}(st|nd|rd|th)\b"
 )
 # Relative times are times too ("in an hour", "now"), though they have no clock value.
-_RELATIVE_TIME = re.compile(r"\bnow\b|\bin (an|half an|a half|\d+|a few|\w+) (hours?|minutes?|mins?)\b|\b(minutes?|hours?) (before|after|from)\b")
+_RELATIVE_TIME = re.compile(
+    r"\bnow\b|\bin (an|half an|a half|\d+|a few|\w+) (hours?|minutes?|mins?)\b|\b(minutes?|hours?) (before|after|from)\b"
+)
 
 
 def parse_time(value: str) -> tuple[int, int] | None:
@@ -193,10 +199,7 @@ WORKFLOW = Workflow(
 )
 
 
-def build(**kwargs: Any) -> Any:
-    """Compile slot_extraction with the given checkpointer / registry (CLI, tests)."""
-    return build_graph(WORKFLOW, **kwargs)
-
-
-# For langgraph.json: no checkpointer here, the LangGraph server brings its own.
+# `build(checkpointer=..., registry=..., resources=...)` compiles it (the CLI, tests); `graph`
+# is for langgraph.json: no checkpointer here, the LangGraph server brings its own.
+build = WORKFLOW.compile
 graph = build()

@@ -9,7 +9,9 @@ from typing_extensions import TypedDict
 
 # The engine's nodes write it, the reducer reads it.
 from tierflow.agents.context import RESET
-from tierflow.agents.spec import Attempt, Proposal
+from tierflow.agents.loop.events import Event
+from tierflow.agents.spec import Attempt, Failure, Proposal
+from tierflow.model_tiers.ledger import UsageRecord
 
 __all__ = ["TieredState", "TieredInput", "ClientFunctionsInput", "TieredOutput", "merge_dicts", "RESET"]
 
@@ -44,9 +46,9 @@ class TieredOutput(TypedDict, total=False):
     final: dict[str, Any]
     results: dict[str, Any]
     decided_by: dict[str, str]
-    ledger: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    failure: dict[str, Any] | None
+    ledger: list[UsageRecord]
+    events: list[Event]
+    failure: Failure | None
 
 
 class TieredState(TypedDict, total=False):
@@ -67,7 +69,7 @@ class TieredState(TypedDict, total=False):
     proposal: Proposal | None
     review_error: str | None
     # Every model call (Usage records with step, role, attempt and verdict) and every event.
-    ledger: Annotated[list[dict[str, Any]], operator.add]
-    events: Annotated[list[dict[str, Any]], operator.add]
-    failure: dict[str, Any] | None
+    ledger: Annotated[list[UsageRecord], operator.add]
+    events: Annotated[list[Event], operator.add]
+    failure: Failure | None
     final: dict[str, Any]

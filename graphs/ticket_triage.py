@@ -11,7 +11,7 @@ step, so a resumed run never files twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -19,13 +19,14 @@ from tierflow.agents.fields import CopiedFields, repeated_value
 from tierflow.agents.spec import Check, StepInput
 from tierflow.agents.workers import action, classifier, default_plan, extractor, writer
 from tierflow.graphs.banking77_intents import INTENT_DESCRIPTIONS, OUT_OF_SCOPE
-from tierflow.graphs.builder import Workflow, build_graph
+from tierflow.graphs.builder import Workflow
 from tierflow.tools.helpdesk import Helpdesk
 from tierflow.tools.knowledge_base import KnowledgeBase
 
 __all__ = ["WORKFLOW", "graph", "build", "TicketEntities", "DraftReply", "intent_labels", "OUT_OF_SCOPE"]
 
-SNIPPET_TAGS = ("S1", "S2", "S3", "S4")
+SnippetTag = Literal["S1", "S2", "S3", "S4"]
+SNIPPET_TAGS: tuple[SnippetTag, ...] = get_args(SnippetTag)
 # An entity is a few words copied from the message. The grammar enforces this bound (it
 # takes repetition bounds up to 32), so a small model cannot ramble inside one string.
 ENTITY_MAX_CHARS = 32
@@ -49,14 +50,16 @@ class TicketEntities(CopiedFields):
 
     amount: str | None = Field(default=None, max_length=ENTITY_MAX_CHARS, description="money amount as written, e.g. 50 or 12.99")
     currency: str | None = Field(default=None, max_length=ENTITY_MAX_CHARS, description="currency code or symbol as written, e.g. EUR or £")
-    card: str | None = Field(default=None, max_length=ENTITY_MAX_CHARS, description="the card as written: its kind (debit card, Visa) or last digits")
+    card: str | None = Field(
+        default=None, max_length=ENTITY_MAX_CHARS, description="the card as written: its kind (debit card, Visa) or last digits"
+    )
     date: str | None = Field(default=None, max_length=ENTITY_MAX_CHARS, description="date or day as written, e.g. yesterday or 3 May")
     merchant: str | None = Field(default=None, max_length=ENTITY_MAX_CHARS, description="shop, merchant or recipient as written")
 
 
 class DraftReply(BaseModel):
     reply: str = Field(min_length=20, max_length=1500, description="the reply to the customer")
-    cited: list[Literal[SNIPPET_TAGS]] = Field(  # type: ignore[valid-type]
+    cited: list[SnippetTag] = Field(
         min_length=1, max_length=4, description="tags of the policy snippets the reply relies on"
     )
 
@@ -82,7 +85,7 @@ def _some_snippets(value: list[dict[str, Any]], _: StepInput) -> str | None:
 
 def _draft_prompt(inp: StepInput) -> str:
     lines = [f"Customer message:\n<<<\n{inp.request}\n>>>", f"Intent: {_intent(inp)}", "Policy snippets:"]
-    for tag, s in zip(SNIPPET_TAGS, _snippets(inp)):
+    for tag, s in zip(SNIPPET_TAGS, _snippets(inp), strict=False):
         lines.append(f"[{tag}] {s['title']}: {s['text']}")
     lines.append("Write a short, polite reply grounded only in these snippets, and list the tags you used.")
     return "\n".join(lines)
@@ -210,10 +213,7 @@ def _workflow() -> Workflow:
 WORKFLOW = _workflow()
 
 
-def build(**kwargs: Any) -> Any:
-    """Compile ticket_triage with the given checkpointer / registry / resources (CLI, tests)."""
-    return build_graph(WORKFLOW, **kwargs)
-
-
-# For langgraph.json: no checkpointer here, the LangGraph server brings its own.
+# `build(checkpointer=..., registry=..., resources=...)` compiles it (the CLI, tests); `graph`
+# is for langgraph.json: no checkpointer here, the LangGraph server brings its own.
+build = WORKFLOW.compile
 graph = build()

@@ -23,13 +23,21 @@ What the node writes to the parent's state:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from tierflow.agents.spec import PlanItem, StepSpec
 from tierflow.graphs.builder import Workflow, build_graph
 from tierflow.model_tiers import ConfigError, TierRegistry, TierRunContext
 
-__all__ = ["tiered_step"]
+__all__ = ["tiered_step", "TieredNode"]
+
+
+class TieredNode(Protocol):
+    """A node for any parent graph: it reads the parent's state (whatever its schema) and
+    returns the update. A protocol rather than a Callable so that `StateGraph.add_node`
+    sees a parameter named `state`, as LangGraph's node protocols declare it."""
+
+    def __call__(self, state: Any) -> dict[str, Any]: ...
 
 
 def tiered_step(
@@ -44,7 +52,7 @@ def tiered_step(
     tiers_file: str | None = None,
     resources: Mapping[str, Any] | None = None,
     context: TierRunContext | None = None,
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+) -> TieredNode:
     """A node function running `step` on the tier ladder (see the module's docstring).
 
     `read` names the parent's state key holding the step's input text (or is a function of

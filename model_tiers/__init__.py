@@ -11,7 +11,6 @@ from tierflow.model_tiers.config import (
     load_tier_config,
 )
 from tierflow.model_tiers.errors import (
-    BudgetExceeded,
     ConfigError,
     InvalidModelOutput,
     MissingCredential,
@@ -23,7 +22,15 @@ from tierflow.model_tiers.errors import (
     ToolRefusal,
 )
 from tierflow.model_tiers.ledger import LedgerSummary, TierTotals, Usage, estimate_tokens, summarize
-from tierflow.model_tiers.providers import build_chat_model
+from tierflow.model_tiers.providers import (
+    FunctionProvider,
+    ProviderCapabilities,
+    ProviderFactory,
+    build_chat_model,
+    get_provider,
+    provider_names,
+    register_provider,
+)
 from tierflow.model_tiers.registry import ModelReply, TierRegistry
 from tierflow.model_tiers.secrets import redact, redact_value
 from tierflow.model_tiers.spec import (
@@ -41,7 +48,6 @@ __all__ = [
     "DEFAULT_CONFIG",
     "ROLES",
     "Budget",
-    "BudgetExceeded",
     "Capabilities",
     "ConfigError",
     "EscalationPolicy",
@@ -65,6 +71,12 @@ __all__ = [
     "Usage",
     "apply_run_context",
     "build_chat_model",
+    "FunctionProvider",
+    "ProviderCapabilities",
+    "ProviderFactory",
+    "get_provider",
+    "provider_names",
+    "register_provider",
     "config_from_mapping",
     "estimate_tokens",
     "load_tier_config",

@@ -28,7 +28,7 @@ from typing import Any
 
 from langchain_core._api import suppress_langchain_beta_warning
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
-from langchain_core.load import dumps, loads
+from langchain_core.load import Serializable, dumps, loads
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 from pydantic import BaseModel
@@ -40,7 +40,7 @@ __all__ = ["CacheStats", "SQLiteCallCache", "TierScopedCache", "tier_scope", "re
 
 CALL_CACHE_FILE = "call_cache.sqlite"
 # Only these classes may come back out of the file (`loads` revives nothing else).
-_REVIVABLE = [ChatGeneration, AIMessage, Generation]
+_REVIVABLE: list[type[Serializable]] = [ChatGeneration, AIMessage, Generation]
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, generations TEXT NOT NULL, latency_s REAL NOT NULL, created_at REAL NOT NULL)"""
@@ -57,7 +57,7 @@ class CacheStats(BaseModel):
 
 # The claims (missed keys, now being computed) of the accounted call in progress, so the
 # registry can release those a raising call never fills (see `releasing_claims`).
-_CLAIMS: ContextVar[list[tuple["SQLiteCallCache", str, object]] | None] = ContextVar("tierflow_call_claims", default=None)
+_CLAIMS: ContextVar[list[tuple[SQLiteCallCache, str, object]] | None] = ContextVar("tierflow_call_claims", default=None)
 
 
 @contextmanager

@@ -15,9 +15,9 @@ import copy
 import json
 import os
 import tomllib
-from importlib import resources
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ class TierRunContext:
     # only them need not pay for the rest of the graph).
     stop_after: list[str] | None = None
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "TierRunContext":
+    def __new__(cls, *args: Any, **kwargs: Any) -> TierRunContext:
         # LangGraph builds the context as `TierRunContext(**context)` from whatever a caller
         # passed to invoke / stream / the server: a misspelt field must get this message,
         # not Python's "unexpected keyword argument".
@@ -187,10 +187,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the tiers file: {err}", source=str(path)) from None
     try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = tomllib.loads(text)
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}", source=str(path)) from None
     if not isinstance(data, dict):

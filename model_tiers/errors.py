@@ -11,7 +11,10 @@ The split follows what the caller should do about it:
   escalation engine treats it as a *fault* and falls through to the next tier.
 * ``InvalidModelOutput``: the model answered but the answer does not fit the contract
   (bad JSON, wrong schema, unknown tool). The verifier records it as a failed verdict.
-* ``BudgetExceeded``: a run budget is spent; the budget policy decides what happens.
+
+A spent run budget is no exception: the budget policy (`stop`, `interrupt`, `cheaper_only`)
+decides in the step node, and a stopped run ends with status "stopped" and a failure of
+kind "budget" in its state, its verified results kept (agents/loop/step.py).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ __all__ = [
     "TierMisconfigured",
     "TierUnreachable",
     "InvalidModelOutput",
-    "BudgetExceeded",
     "NetworkBlocked",
     "ToolRefusal",
 ]
@@ -123,16 +125,6 @@ class InvalidModelOutput(TierflowError):
         # a rejected answer still cost tokens.
         self.usage = usage
         super().__init__(f"tier '{tier}' returned invalid output: {reason}")
-
-
-class BudgetExceeded(TierflowError):
-    """A per-run budget (cost or frontier calls) would be exceeded by the next call."""
-
-    def __init__(self, what: str, limit: float, spent: float) -> None:
-        self.what = what
-        self.limit = limit
-        self.spent = spent
-        super().__init__(f"budget exceeded: {what} limit {limit:g}, already spent {spent:g}")
 
 
 class ToolRefusal(TierflowError):

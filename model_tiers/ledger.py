@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from tierflow.model_tiers.spec import TierConfig, TierSpec
 
 __all__ = [
     "Usage",
+    "UsageRecord",
+    "Verdict",
     "TierTotals",
     "LedgerSummary",
     "summarize",
@@ -27,6 +30,32 @@ CACHE_HIT_KEY = "tierflow_cache_hit"
 CACHE_SAVED_KEY = "tierflow_cache_saved_s"
 
 Verdict = Literal["pass", "fail", "fault"]
+
+
+class UsageRecord(TypedDict):
+    """A `Usage` as graph state holds it (`Usage.record()`): one row of a run's ledger.
+    (typing_extensions' TypedDict: pydantic reads graph state schemas, and needs it before 3.12.)"""
+
+    tier: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    latency_s: float
+    cost_usd: float
+    run_id: str | None
+    node: str | None
+    step: str | None
+    role: str | None
+    attempt: int
+    verdict: Verdict | None
+    reason: str | None
+    tokens_estimated: bool
+    error: str | None
+    confidence: float | None
+    cache_hit: bool
+    saved_s: float
+    signals: dict[str, float] | None
 
 
 class Usage(BaseModel):
@@ -75,7 +104,7 @@ class Usage(BaseModel):
         latency_s: float,
         tokens_estimated: bool = False,
         **fields: Any,
-    ) -> "Usage":
+    ) -> Usage:
         return cls(
             tier=spec.name,
             provider=spec.provider,
@@ -87,6 +116,12 @@ class Usage(BaseModel):
             tokens_estimated=tokens_estimated,
             **fields,
         )
+
+    def record(self) -> UsageRecord:
+        """This call as a ledger row in graph state (plain data, as checkpoints store it)."""
+        # model_dump() gives exactly UsageRecord's keys (tests/unit/test_ledger.py checks
+        # that the two declarations agree).
+        return cast(UsageRecord, self.model_dump())
 
     def line(self) -> str:
         """A one-line human summary, as the CLI prints it."""
@@ -106,6 +141,14 @@ class TierTotals(BaseModel):
     output_tokens: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
+
+    def add(self, input_tokens: int, output_tokens: int, latency_s: float, cost_usd: float) -> None:
+        """Count one more call, with its tokens, time and cost."""
+        self.calls += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.latency_s += latency_s
+        self.cost_usd += cost_usd
 
 
 class LedgerSummary(BaseModel):
@@ -136,12 +179,7 @@ def summarize(records: Iterable[Usage | Mapping[str, Any]], config: TierConfig |
         for spec in config.tiers:
             totals[spec.name] = TierTotals(tier=spec.name)
     for u in usages:
-        t = totals.setdefault(u.tier, TierTotals(tier=u.tier))
-        t.calls += 1
-        t.input_tokens += u.input_tokens
-        t.output_tokens += u.output_tokens
-        t.latency_s += u.latency_s
-        t.cost_usd += u.cost_usd
+        totals.setdefault(u.tier, TierTotals(tier=u.tier)).add(u.input_tokens, u.output_tokens, u.latency_s, u.cost_usd)
     frontier = config.frontier if config is not None else None
     return LedgerSummary(
         per_tier=list(totals.values()),

@@ -26,21 +26,19 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
 from tierflow.model_tiers.call_cache import TierScopedCache, releasing_claims, tier_scope
-from tierflow.model_tiers.errors import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable
+from tierflow.model_tiers.errors import ConfigError, InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable
 from tierflow.model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY, CONFIDENCE_KEY, Usage, estimate_tokens
 from tierflow.model_tiers.provider_errors import classify_provider_error
-from tierflow.model_tiers.providers import build_chat_model, key_env_of
-from tierflow.model_tiers.secrets import redact, register_secrets_from_env
-from tierflow.model_tiers.providers.logprobs import confidence_from_openai_logprobs
+from tierflow.model_tiers.providers import build_chat_model, get_provider, key_env_of
 from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, messages_as_text
+from tierflow.model_tiers.providers.logprobs import confidence_from_openai_logprobs
+from tierflow.model_tiers.secrets import redact, register_secrets_from_env
 from tierflow.model_tiers.spec import TierConfig, TierSpec
 from tierflow.model_tiers.tool_selection import needs_selection, select_then_call
 
 __all__ = ["TierRegistry", "ModelReply"]
 
 OutputKind = Literal["text", "structured", "tools"]
-# Providers behind a server, whose outages last beyond one request (so a cool-down pays).
-_SERVED_PROVIDERS = frozenset({"openai", "ollama"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class ModelReply:
 
 
 def _message_usage(spec: TierSpec, message: AIMessage, prompt: Sequence[BaseMessage], latency: float) -> Usage:
-    meta = message.usage_metadata or {}
+    meta = message.usage_metadata
     response = message.response_metadata or {}
     confidence = response.get(CONFIDENCE_KEY)
     if confidence is None and response.get("logprobs") is not None:
@@ -64,12 +62,15 @@ def _message_usage(spec: TierSpec, message: AIMessage, prompt: Sequence[BaseMess
         "cache_hit": bool(response.get(CACHE_HIT_KEY, False)),
         "saved_s": float(response.get(CACHE_SAVED_KEY, 0.0)),
     }
-    if meta.get("input_tokens") or meta.get("output_tokens"):
+    if meta and (meta.get("input_tokens") or meta.get("output_tokens")):
         return Usage.for_call(
             spec,
             input_tokens=int(meta.get("input_tokens", 0)),
             output_tokens=int(meta.get("output_tokens", 0)),
             latency_s=latency,
+            # A model may fill in counts it estimated itself (the replay of a recording
+            # without them) and say so here: the ledger must not present them as billed.
+            tokens_estimated=bool(response.get("tokens_estimated", False)),
             **extra,
         )
     return Usage.for_call(
@@ -162,7 +163,7 @@ class TierRegistry:
         # Every key a tier reads is masked wherever tierflow prints or stores text.
         register_secrets_from_env({v for t in config.tiers if (v := key_env_of(t))}, self._env)
 
-    def with_config(self, config: TierConfig) -> "TierRegistry":
+    def with_config(self, config: TierConfig) -> TierRegistry:
         """A registry for the same tiers under other policies (a run context's overrides).
 
         Built models and concurrency slots are shared, which is only sound while the tier
@@ -218,6 +219,12 @@ class TierRegistry:
         when one reached the server, so the ledger holds every call that was made.
         """
         spec = self.spec(tier)
+        if schema is not None and spec.capabilities.structured_output == "none":
+            # The ladder skips such a tier for steps with a schema; this is a direct call.
+            raise ConfigError(
+                f"tier '{tier}' declares no structured output (capabilities.structured_output = \"none\"), "
+                f"so it cannot answer with {schema.__name__}; call a tier that has it"
+            )
         self._check_cooldown(spec)
         model = self.model(tier)
         started = time.perf_counter()
@@ -244,8 +251,8 @@ class TierRegistry:
         if failure is None:
             if isinstance(exc, (ValidationError, json.JSONDecodeError, OutputParserException)):
                 # The server answered with something no parser could read.
-                usage = _failed_call_usage(spec, messages, started, "invalid output")
-                return InvalidModelOutput(spec.name, redact(f"{type(exc).__name__}: {exc}")[:500], usage=usage)
+                invalid_usage = _failed_call_usage(spec, messages, started, "invalid output")
+                return InvalidModelOutput(spec.name, redact(f"{type(exc).__name__}: {exc}")[:500], usage=invalid_usage)
             if spec.provider == "embedded" and isinstance(exc, ValueError) and "context window" in str(exc):
                 return TierUnreachable(spec.name, f"the request does not fit this tier: {exc}")
             return exc
@@ -253,7 +260,8 @@ class TierRegistry:
         usage = _failed_call_usage(spec, messages, started, label) if failure.reached_server else None
         if failure.kind == "config":
             return TierMisconfigured(spec.name, failure.status or 0, failure.message, usage=usage)
-        if failure.kind == "unavailable" and spec.cooldown_s > 0 and spec.provider in _SERVED_PROVIDERS:
+        # Behind a server (the provider kind declares it), an outage outlasts one request: a cool-down pays.
+        if failure.kind == "unavailable" and spec.cooldown_s > 0 and get_provider(spec.provider).capabilities.served:
             with self._lock:
                 self._cooldowns[spec.name] = (time.monotonic() + spec.cooldown_s, failure.message)
         return TierUnreachable(spec.name, failure.message, usage=usage)

@@ -8,10 +8,11 @@ that tierflow never read, in the body of a 401, say).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from typing import TypeVar, overload
 
 __all__ = ["MASK", "register_secret", "register_secrets_from_env", "redact", "redact_value", "redact_exception"]
 
@@ -79,16 +80,25 @@ def redact(text: str) -> str:
 
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def redact_value(value: T) -> T:
+# The same shape back, except that any mapping comes back as a plain dict.
+@overload
+def redact_value(value: str) -> str: ...
+@overload
+def redact_value(value: Mapping[K, V]) -> dict[K, V]: ...
+@overload
+def redact_value(value: T) -> T: ...
+def redact_value(value: object) -> object:
     """A copy of a JSON-like value (dicts, lists, strings) with every string redacted."""
     if isinstance(value, str):
-        return redact(value)  # type: ignore[return-value]
+        return redact(value)
     if isinstance(value, Mapping):
-        return {k: redact_value(v) for k, v in value.items()}  # type: ignore[return-value]
+        return {k: redact_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(redact_value(v) for v in value)  # type: ignore[return-value]
+        return type(value)(redact_value(v) for v in value)
     return value
 
 
@@ -102,16 +112,13 @@ def redact_exception(err: BaseException) -> BaseException:
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        try:
+        # An exception type with read-only attributes keeps them: its str() is masked where printed.
+        with contextlib.suppress(AttributeError, TypeError):
             current.args = tuple(redact(a) if isinstance(a, str) else a for a in current.args)
-        except (AttributeError, TypeError):
-            pass  # an exception type with read-only args: its str() is masked where printed
         for attr in ("reason", "raw", "message", "body"):
             val = getattr(current, attr, None)
             if isinstance(val, str):
-                try:
+                with contextlib.suppress(AttributeError, TypeError):
                     setattr(current, attr, redact(val))
-                except (AttributeError, TypeError):
-                    pass
         current = current.__cause__ or current.__context__
     return err

@@ -13,9 +13,8 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
@@ -23,6 +22,9 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from tierflow.model_tiers.errors import ConfigError, NetworkBlocked
 from tierflow.model_tiers.ledger import estimate_tokens
 from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, forced_tool_name, messages_as_text
+
+if TYPE_CHECKING:
+    import _socket
 
 __all__ = [
     "ScriptedChatModel",
@@ -47,7 +49,7 @@ def tool_call(name: str, args: Mapping[str, Any] | None = None, *, content: str 
     )
 
 
-class ScriptedCall(dict):
+class ScriptedCall(dict[str, Any]):
     """What the model was asked: `messages` (list), `tools` (OpenAI-format dicts) and
     `tool_choice` (as bound: "auto", "any", a tool name, or None)."""
 
@@ -83,20 +85,25 @@ class ScriptedChatModel(ToolCallingChatModel):
         return "tierflow-scripted"
 
     def _next_reply(self, messages: list[BaseMessage], tools: Sequence[dict[str, Any]]) -> Reply:
+        reply: Reply
         if callable(self.replies):
-            return self.replies(messages, tools)
+            reply = self.replies(messages, tools)
+            return reply
         if isinstance(self.replies, dict):
             prompt = next(
                 (m.content for m in reversed(messages) if isinstance(m, HumanMessage)), ""
             )
             prompt = prompt if isinstance(prompt, str) else json.dumps(prompt)
             if prompt in self.replies:
-                return self.replies[prompt]
-            for key, reply in self.replies.items():
+                reply = self.replies[prompt]
+                return reply
+            for key, keyed in self.replies.items():
                 if key != "*" and key in prompt:
+                    reply = keyed
                     return reply
             if "*" in self.replies:
-                return self.replies["*"]
+                reply = self.replies["*"]
+                return reply
             raise LookupError(f"scripted model has no reply for prompt: {prompt[:200]!r}")
         with self._lock:
             if self._index >= len(self.replies):
@@ -109,17 +116,9 @@ class ScriptedChatModel(ToolCallingChatModel):
             self._index += 1
         return reply
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: Any = None,
-        **kwargs: Any,
+    def _answer(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], tool_choice: Any, stop: list[str] | None
     ) -> ChatResult:
-        tools = list(tools or [])
         with self._lock:
             self.calls.append(ScriptedCall(messages=list(messages), tools=tools, tool_choice=tool_choice))
         reply = self._next_reply(messages, tools)
@@ -136,18 +135,20 @@ class ScriptedChatModel(ToolCallingChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     @staticmethod
-    def _as_message(reply: Reply, tools: Sequence[dict[str, Any]], tool_choice: Any) -> AIMessage:
+    def _as_message(reply: str | dict[str, Any] | AIMessage, tools: Sequence[dict[str, Any]], tool_choice: Any) -> AIMessage:
         if isinstance(reply, AIMessage):
             return reply.model_copy(deep=True)
         target = forced_tool_name(tools, tool_choice) if tools else None
         if target is not None:
             if isinstance(reply, str):
                 try:
-                    reply = json.loads(reply)
+                    args = json.loads(reply)
                 except json.JSONDecodeError:
                     # Not JSON: hand the text back as content, the caller's parser decides.
                     return AIMessage(content=reply)
-            return tool_call(target, reply)
+            else:
+                args = reply
+            return tool_call(target, args)
         if isinstance(reply, dict):
             return AIMessage(content=json.dumps(reply))
         return AIMessage(content=str(reply))
@@ -192,7 +193,7 @@ def block_network(*, allow_loopback: bool = False) -> Iterator[None]:
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
 
-    def _check(sock: socket.socket, address: Any) -> None:
+    def _check(sock: _socket.socket, address: Any) -> None:
         if sock.family == getattr(socket, "AF_UNIX", None):
             return
         host = address[0] if isinstance(address, tuple) else str(address)
@@ -200,21 +201,23 @@ def block_network(*, allow_loopback: bool = False) -> Iterator[None]:
             return
         raise NetworkBlocked(f"network access blocked in tests (tried to connect to {address!r})")
 
-    def guarded_connect(sock: socket.socket, address: Any) -> Any:
+    # Typed on the C base class, where `connect` is defined (socket.socket subclasses it).
+    def guarded_connect(sock: _socket.socket, address: Any) -> None:
         _check(sock, address)
-        return real_connect(sock, address)
+        real_connect(sock, address)
 
-    def guarded_connect_ex(sock: socket.socket, address: Any) -> Any:
+    def guarded_connect_ex(sock: _socket.socket, address: Any) -> int:
         _check(sock, address)
         return real_connect_ex(sock, address)
 
+    # The kill switch is a patch of the socket class itself, which mypy forbids on methods.
     socket.socket.connect = guarded_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
     try:
         yield
     finally:
-        socket.socket.connect = real_connect  # type: ignore[method-assign]
-        socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]
+        socket.socket.connect = real_connect  # type: ignore[method-assign]  # the same patch, undone
+        socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]  # the same patch, undone
 
 
 def scripted_ladder_toml(slm_function: str, frontier_function: str, *, frontier_local: bool = False, extra: str = "") -> str:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall
+from langchain_core.messages.ai import add_usage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, create_model
 
@@ -40,9 +41,11 @@ def needs_selection(tools: Sequence[Any], tool_choice: str | None) -> bool:
 
 def _selection_model(names: Sequence[str], allow_none: bool) -> type[BaseModel]:
     options = (*names, NO_FUNCTION) if allow_none else tuple(names)
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    # A Literal built at run time: a type to pydantic, a value to the type checker.
+    choice_type: Any = Literal[options]
+    return create_model(
         "FunctionChoice",
-        function=(Literal[options], Field(description="the name of the function to call" + (", or 'none'" if allow_none else ""))),
+        function=(choice_type, Field(description="the name of the function to call" + (", or 'none'" if allow_none else ""))),
         reason=(str, Field(default="", description="one short sentence")),
     )
 
@@ -56,11 +59,10 @@ def _selection_prompt(tools: Sequence[dict[str, Any]], allow_none: bool) -> str:
 
 
 def _add_usage(first: AIMessage, second: AIMessage) -> AIMessage:
-    a, b = first.usage_metadata or {}, second.usage_metadata or {}
+    a, b = first.usage_metadata, second.usage_metadata
     if not (a or b):
         return second
-    total = {key: int(a.get(key, 0)) + int(b.get(key, 0)) for key in ("input_tokens", "output_tokens", "total_tokens")}
-    return second.model_copy(update={"usage_metadata": total})
+    return second.model_copy(update={"usage_metadata": add_usage(a, b)})
 
 
 def select_then_call(
@@ -69,7 +71,7 @@ def select_then_call(
     tools: Sequence[Any],
     tool_choice: str | None,
     structured: Callable[[BaseChatModel, type[BaseModel], list[BaseMessage]], tuple[BaseModel, AIMessage]],
-) -> tuple[list[dict[str, Any]], AIMessage]:
+) -> tuple[list[ToolCall], AIMessage]:
     """(tool calls, reply message) for a free tool choice on a named-only tier.
 
     `structured(model, schema, messages)` is the registry's structured-output call (it
@@ -79,7 +81,7 @@ def select_then_call(
     schema = _selection_model(_names(formatted), allow_none)
     ask = [*messages, HumanMessage(_selection_prompt(formatted, allow_none))]
     choice, selection_message = structured(model, schema, ask)
-    name = str(getattr(choice, "function"))
+    name = str(choice.model_dump()["function"])
     if name == NO_FUNCTION:
         reason = str(getattr(choice, "reason", "") or "no function fits the request")
         return [], selection_message.model_copy(update={"content": reason, "tool_calls": []})

@@ -12,6 +12,9 @@ from tierflow.model_tiers.testing import block_network
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# The retail database fixtures (source, built_db, db, conn...), for every test that names one.
+pytest_plugins = ("tests.unit.retail_fixtures",)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:

@@ -3,3 +3,5 @@
 Name one without a path: ``tierflow --tiers replay_gsm8k_calibrated ...`` or
 ``TIERFLOW_TIERS=three_tier``; `tierflow.model_tiers.config.shipped_tiers_files` lists them.
 """
+
+__all__: list[str] = []

@@ -148,7 +148,8 @@ class Helpdesk:
     def __init__(self, path: str | Path | None = None, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self._path = Path(path) if path is not None else default_helpdesk_path()
         self._clock = clock
-        self._ready = False
+        # Set once the schema exists; an Event because threads read it outside the lock.
+        self._ready = threading.Event()
         self._ready_lock = threading.Lock()
 
     @property
@@ -171,17 +172,17 @@ class Helpdesk:
         except sqlite3.Error as err:
             raise HelpdeskError(f"cannot open the helpdesk database {self._path}: {err}") from err
 
-    def open(self) -> "Helpdesk":
+    def open(self) -> Helpdesk:
         """Create or check the database now (graphs call it when their resources open, so a
         corrupt file is reported before any model call is paid for)."""
         self._ensure_schema()
         return self
 
     def _ensure_schema(self) -> None:
-        if self._ready:
+        if self._ready.is_set():
             return
         with self._ready_lock:
-            if self._ready:
+            if self._ready.is_set():
                 return
             self._path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -190,7 +191,7 @@ class Helpdesk:
                 if isinstance(err, sqlite3.OperationalError):
                     raise  # locked, full disk, permissions: not a damaged file
                 raise HelpdeskError(corrupt_database_message(self._path, err, what="helpdesk database")) from None
-            self._ready = True
+            self._ready.set()
 
     def _create_schema(self) -> None:
         with closing(self._raw_connection()) as conn:
@@ -231,10 +232,14 @@ class Helpdesk:
         even if its other fields differ: the first filing is the record.
         """
         try:
-            ticket = NewTicket(
-                idempotency_key=idempotency_key, thread_id=thread_id, message=message,
-                intent=intent, decided_by=decided_by, entities=entities if entities is not None else {},
-                draft_reply=draft_reply, cited_snippet_ids=cited_snippet_ids, status=status,
+            # Validated as the caller gave them: pydantic, not a conversion here, judges each value
+            # (a list is no mapping of entities, a string no sequence of snippet ids).
+            ticket = NewTicket.model_validate(
+                {
+                    "idempotency_key": idempotency_key, "thread_id": thread_id, "message": message, "intent": intent,
+                    "decided_by": decided_by, "entities": entities if entities is not None else {}, "draft_reply": draft_reply,
+                    "cited_snippet_ids": cited_snippet_ids, "status": status,
+                }
             )
         except ValidationError as err:
             raise InvalidTicket(f"cannot file the ticket: {_validation_message(err)}") from err

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import chromadb
 from chromadb import Documents, EmbeddingFunction, Embeddings
 from chromadb.api.types import Space
+from chromadb.base_types import InclusionExclusionOperator, LiteralValue
 from chromadb.config import Settings
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,7 +156,7 @@ class WordLlamaEmbeddingFunction(EmbeddingFunction[Documents]):
         self.config = config
         self.dim = dim
 
-    def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - chromadb's parameter name
+    def __call__(self, input: Documents) -> Embeddings:
         texts = list(input)
         if not texts:
             return []
@@ -222,7 +223,7 @@ def _parse_doc(source: Path) -> PolicyDoc:
     heading: str | None = None
     current: list[str] = []
     start = 0
-    for index, line in enumerate(body + [""]):
+    for index, line in enumerate([*body, ""]):
         stripped = line.strip()
         if stripped.startswith("#"):
             heading = heading or stripped.lstrip("#").strip()
@@ -238,7 +239,7 @@ def _parse_doc(source: Path) -> PolicyDoc:
     numbered = [_NUMBERED_RE.match(lines[0]) for _, lines in blocks]
     paragraphs: list[tuple[int, str]] = []
     if any(numbered):
-        for (line_no, lines), match in zip(blocks, numbered):
+        for (line_no, lines), match in zip(blocks, numbered, strict=True):
             if match is None:
                 raise PolicyCorpusError(
                     f"{source}:{line_no}: paragraphs are numbered ('1. ...') in this document but "
@@ -335,7 +336,8 @@ class KnowledgeBase:
                 # which downloads an ONNX model.
                 collection = client.get_or_create_collection(
                     name=self._collection_name,
-                    embedding_function=embed,
+                    # chromadb wants EmbeddingFunction[Documents | Images] (invariant); a text collection takes a text-only one.
+                    embedding_function=embed,  # type: ignore[arg-type]
                     configuration={"hnsw": {"space": "cosine"}},
                 )
                 self._store = _Store(client=client, collection=collection, embed=embed)
@@ -376,7 +378,10 @@ class KnowledgeBase:
                 ],
             )
         current_ids = {chunk.id for chunk in chunks}
-        stored = collection.get(where={"doc_id": {"$in": sorted(intents_by_doc)}}, include=[])
+        # Typed as chromadb's filter operands (a list of any metadata value) so the filter checks.
+        doc_ids: list[LiteralValue] = list(sorted(intents_by_doc))
+        in_docs: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": doc_ids}
+        stored = collection.get(where={"doc_id": in_docs}, include=[])
         stale = [chunk_id for chunk_id in stored["ids"] if chunk_id not in current_ids]
         if stale:
             collection.delete(ids=stale)
@@ -417,7 +422,7 @@ class KnowledgeBase:
                 text=str(text),
                 score=round(1.0 - float(distance), 6),
             )
-            for chunk_id, text, meta, distance in zip(ids, documents, metadatas, distances)
+            for chunk_id, text, meta, distance in zip(ids, documents, metadatas, distances, strict=True)
         ]
 
 

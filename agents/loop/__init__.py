@@ -1,4 +1,6 @@
-r"""The escalation loop, one module per part (the tiered graph's shape is in `graphs.builder`):
+r"""Internal (the public surface is `import tierflow`).
+
+The escalation loop, one module per part (the tiered graph's shape is in `graphs.builder`):
 
     router -> step (attempt + verdict) -> next step ... -> end (final output written)
                  ^        |  \-> act (a verified tool call) -> next step

@@ -4,36 +4,41 @@ from __future__ import annotations
 
 import sqlite3
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING
 
 from langgraph.types import Command, interrupt
 
-from tierflow.agents.context import ServiceResolver, as_jsonable, current_item
-from tierflow.model_tiers import TierflowError, ToolRefusal
-
+from tierflow.agents.context import LoopNode, NodeRuntime, ServiceResolver, as_jsonable, current_item
 from tierflow.agents.loop.common import (
     commit_and_advance,
     is_yes,
     stop_for_error,
     tool_result,
 )
+from tierflow.agents.loop.events import Event
+from tierflow.agents.loop.verify import Escalate
+from tierflow.model_tiers import TierflowError, ToolRefusal
+
+if TYPE_CHECKING:
+    from tierflow.graphs.state import TieredState
 
 __all__ = [
     "make_act_node",
 ]
 
 
-def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
+def make_act_node(resolve: ServiceResolver, on_refusal: Escalate) -> LoopNode:
     """Execute a verified tool call, after a human's yes where the toolbox asks for one.
 
     A tool that refuses (a policy the verifier could not see) is a failed verdict: the same
     escalation as the verifier's applies, through `on_refusal`.
     """
 
-    def act(state: dict[str, Any], runtime: Any) -> Command:
+    def act(state: TieredState, runtime: NodeRuntime) -> Command[str]:
         services = resolve(runtime)
         item = current_item(state)
-        proposal = state["proposal"]
+        proposal = state.get("proposal")
+        assert proposal is not None  # the verifier routes here only with the verified call in state
         call = proposal["value"]
         toolbox = services.toolbox
         assert toolbox is not None
@@ -41,9 +46,11 @@ def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
         confirm = toolbox.confirm.get(name)
         question = confirm(args) if confirm else None
         if question:
-            answer = interrupt({"type": "confirm", "step": item.step, "item_id": item.id, "action": {"name": name, "args": args}, "question": question})
+            answer = interrupt(
+                {"type": "confirm", "step": item.step, "item_id": item.id, "action": {"name": name, "args": args}, "question": question}
+            )
             if not is_yes(answer):
-                event = {"type": "declined", "step": item.step, "item_id": item.id, "tool": name}
+                event: Event = {"type": "declined", "step": item.step, "item_id": item.id, "tool": name}
                 return commit_and_advance(state, runtime, item, tool_result(call, "declined"), "human", [event])
         key = f"{state.get('run_id', '')}:{item.id}"
         try:
@@ -57,7 +64,8 @@ def make_act_node(resolve: ServiceResolver, on_refusal: Any) -> Any:
         except Exception as err:
             why = f"the tool '{name}' raised {type(err).__name__}: {err}"
             return stop_for_error(state, runtime, None, {}, "bug", why, detail=traceback.format_exc())
-        event = {"type": "tool_executed", "step": item.step, "item_id": item.id, "tool": name, "write": name in toolbox.writes}
-        return commit_and_advance(state, runtime, item, tool_result(call, "done", as_jsonable(output)), proposal.get("tier") or "human", [event])
+        executed: Event = {"type": "tool_executed", "step": item.step, "item_id": item.id, "tool": name, "write": name in toolbox.writes}
+        result = tool_result(call, "done", as_jsonable(output))
+        return commit_and_advance(state, runtime, item, result, proposal.get("tier") or "human", [executed])
 
     return act

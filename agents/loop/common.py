@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.types import Command
 
 from tierflow.agents.client_tools import openai_tools
-from tierflow.agents.context import RESET, Services, current_item
-from tierflow.agents.spec import Attempt, PlanItem, StepSpec
+from tierflow.agents.context import RESET, NodeRuntime, Services, current_item
+from tierflow.agents.loop.events import Event
+from tierflow.agents.spec import Attempt, Failure, PlanItem, Proposal, StepSpec, ToolResult
 from tierflow.model_tiers import TierflowError, Usage
 from tierflow.model_tiers.config import coerce_context
+from tierflow.model_tiers.ledger import UsageRecord, Verdict
 
 __all__ = [
-    "VERIFY",
-    "DISPATCH",
     "RESPONDER",
     "ACT",
     "HUMAN_REVIEW",
@@ -38,10 +38,10 @@ __all__ = [
 ]
 
 
-# DISPATCH, VERIFY and RESPONDER are no nodes any more: each node routes to the next step,
-# each step node judges its own attempt, and `goto=RESPONDER` means "end the run here" (the
-# graph's node wrapper writes the final output in the same node). The names stay reserved.
-VERIFY, DISPATCH, RESPONDER, ACT, HUMAN_REVIEW = "verify", "dispatch", "responder", "act", "human_review"
+# RESPONDER is no node: `goto=RESPONDER` means "end the run here" (the graph's node wrapper
+# writes the final output in the same node). Each step node judges its own attempt, and
+# each node routes to the next step. The names stay reserved: no step may take them.
+RESPONDER, ACT, HUMAN_REVIEW = "responder", "act", "human_review"
 
 
 def new_attempt(item: PlanItem) -> Attempt:
@@ -83,7 +83,7 @@ def tools_text(tools: Sequence[Any]) -> str:
     return "\n".join(json.dumps(t if isinstance(t, Mapping) else convert_to_openai_tool(t), default=str) for t in tools)
 
 
-def tool_result(value: Mapping[str, Any], status: str, output: Any = None) -> dict[str, Any]:
+def tool_result(value: Mapping[str, Any], status: Literal["done", "proposed", "declined"], output: Any = None) -> ToolResult:
     """The recorded result of a tool step: done (executed here), proposed (a client call,
     returned to the caller), declined (a human said no) or no_call (the model declined)."""
     if value.get("name") is None:
@@ -92,7 +92,8 @@ def tool_result(value: Mapping[str, Any], status: str, output: Any = None) -> di
 
 
 def next_node(
-    state: Mapping[str, Any], runtime: Any, *, plan: Sequence[Mapping[str, Any]] | None = None, cursor: int, done: Sequence[str] = ()
+    state: Mapping[str, Any], runtime: NodeRuntime, *,
+    plan: Sequence[Mapping[str, Any]] | None = None, cursor: int, done: Sequence[str] = (),
 ) -> str:
     """Where the run goes once the plan is at `cursor`: that item's step, or the responder
     when the plan is over or every step the run context's `stop_after` names has a verified
@@ -100,7 +101,7 @@ def next_node(
     items = list(state.get("plan") or []) if plan is None else list(plan)
     if cursor >= len(items):
         return RESPONDER
-    ctx = coerce_context(getattr(runtime, "context", None))
+    ctx = coerce_context(runtime.context)
     if ctx is not None and ctx.stop_after:
         verified = {key.split(":", 1)[-1] for key in [*(state.get("results") or {}), *done] if key != RESET}
         if all(step in verified for step in ctx.stop_after):
@@ -109,9 +110,9 @@ def next_node(
 
 
 def commit_and_advance(
-    state: Mapping[str, Any], runtime: Any, item: PlanItem, result: Any, decided_by: str,
-    events: Sequence[Mapping[str, Any]], **extra: Any,
-) -> Command:
+    state: Mapping[str, Any], runtime: NodeRuntime, item: PlanItem, result: Any, decided_by: str,
+    events: Sequence[Event], **extra: Any,
+) -> Command[str]:
     """The one way a plan item ends well: its verified result and who decided it are
     committed, the escalation state is cleared, and the run goes to the next item."""
     cursor = int(state.get("cursor", 0)) + 1
@@ -129,14 +130,14 @@ def commit_and_advance(
     )
 
 
-def usage_dump(usage: object) -> dict[str, Any] | None:
-    return usage.model_dump() if isinstance(usage, Usage) else None
+def usage_dump(usage: object) -> UsageRecord | None:
+    return usage.record() if isinstance(usage, Usage) else None
 
 
 def ledger_row(
-    proposal: Mapping[str, Any], spec: StepSpec, state: Mapping[str, Any], verdict: str, reason: str | None,
+    proposal: Proposal, spec: StepSpec, state: Mapping[str, Any], verdict: Verdict, reason: str | None,
     signals: Mapping[str, float] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[UsageRecord]:
     """The ledger entry of a proposal's model call (none when no request was made), with
     what the verifier measured of it (`agents.signals`)."""
     usage = proposal.get("usage")
@@ -158,16 +159,18 @@ def ledger_row(
 
 
 def stop_for_error(
-    state: Mapping[str, Any], runtime: Any, spec: StepSpec | None, proposal: Mapping[str, Any], kind: str, reason: str,
-    events: Sequence[Mapping[str, Any]] = (), detail: str | None = None,
-) -> Command:
+    state: Mapping[str, Any], runtime: NodeRuntime, spec: StepSpec | None, proposal: Proposal,
+    kind: Literal["configuration", "bug"], reason: str, events: Sequence[Event] = (), detail: str | None = None,
+) -> Command[str]:
     """End the run at this step with status "error": a misconfigured tier ("configuration")
     or a check, tool or action that crashed ("bug", with its traceback in `detail`).
     Neither is a model's mistake, so neither is fed back to a model or escalated."""
     item = current_item(state)
-    verdict = "fault" if kind == "configuration" else "fail"
-    failure = {"step": item.step, "item_id": item.id, "kind": kind, "reason": reason, **({"traceback": detail} if detail else {})}
-    event = {"type": "run_error", "step": item.step, "item_id": item.id, "kind": kind, "reason": reason}
+    verdict: Verdict = "fault" if kind == "configuration" else "fail"
+    failure: Failure = {"step": item.step, "item_id": item.id, "kind": kind, "reason": reason}
+    if detail:
+        failure["traceback"] = detail
+    event: Event = {"type": "run_error", "step": item.step, "item_id": item.id, "kind": kind, "reason": reason}
     return Command(
         goto=RESPONDER,
         update={

@@ -10,9 +10,14 @@ stream, so every recorded event is also seen live (by `tierflow run`, Studio, th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Required, get_args
 
-__all__ = ["EventKind", "StreamOnlyKind", "EVENT_KINDS", "check_events", "publish"]
+from typing_extensions import TypedDict
+
+if TYPE_CHECKING:
+    from tierflow.agents.context import NodeRuntime
+
+__all__ = ["EventKind", "StreamOnlyKind", "EVENT_KINDS", "Event", "check_events", "publish"]
 
 EventKind = Literal[
     "route",  # the router chose the planner or the default plan
@@ -40,6 +45,32 @@ StreamOnlyKind = Literal["model_call", "proposal", "final"]
 EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))
 _STREAM_ONLY: frozenset[str] = frozenset(get_args(StreamOnlyKind))
 
+# One recorded event: its kind, and the fields that kind carries (each kind sets a few of
+# them). The functional form because "from" is a Python keyword; typing_extensions' TypedDict
+# because pydantic reads the graph's state schema (it needs that one before Python 3.12).
+Event = TypedDict(
+    "Event",
+    {
+        "type": Required[EventKind],
+        "step": str,
+        "item_id": str,
+        "reason": str | None,
+        "tier": str | None,
+        "from": str | None,
+        "to": str | None,
+        "attempt": int | None,
+        "verdict": Literal["pass", "fail"],
+        "signals": dict[str, float],
+        "warnings": list[str],
+        "kind": str,  # run_error: "configuration" or "bug"
+        "p_fail": float,  # skip_tier: the router's probability that the lower tier fails
+        "tool": str,
+        "write": bool,
+        "action": str,  # human_decision: "approve" or "edit"
+    },
+    total=False,
+)
+
 
 def check_events(events: Iterable[Mapping[str, Any]]) -> None:
     """Raise on an event of a kind not in the set: a bug in the node that wrote it."""
@@ -50,7 +81,7 @@ def check_events(events: Iterable[Mapping[str, Any]]) -> None:
             raise ValueError(f"unknown event kind {kind!r}{hint}; kinds: {', '.join(sorted(EVENT_KINDS))}")
 
 
-def publish(runtime: Any, events: Iterable[Mapping[str, Any]]) -> None:
+def publish(runtime: NodeRuntime, events: Iterable[Mapping[str, Any]]) -> None:
     """Stream recorded events, already masked by the node wrapper that recorded them (a
     no-op outside a streaming run)."""
     writer = getattr(runtime, "stream_writer", None)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tierflow.agents.spec import StepNeeds
+from tierflow.agents.spec import BudgetName, SpentBudgetFields, StepNeeds
 from tierflow.model_tiers import TierConfig, TierSpec
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "after_fault",
     "has_higher_tier",
     "BudgetState",
+    "SpentBudget",
     "budget_state",
     "budget_block",
     "cheaper_alternative",
@@ -34,6 +35,8 @@ def _lacks(spec: TierSpec, needs: StepNeeds) -> str | None:
         return "step is local_only (PII) and this tier is not local"
     if needs.tools and not spec.capabilities.tools:
         return "tier has no tool calling"
+    if needs.structured and spec.capabilities.structured_output == "none":
+        return "step needs structured output and this tier declares none"
     if needs.prompt_tokens and needs.prompt_tokens + spec.max_output_tokens > spec.capabilities.context_window:
         return f"prompt (~{needs.prompt_tokens} tokens) exceeds the context window ({spec.capabilities.context_window})"
     return None
@@ -107,21 +110,40 @@ class BudgetState:
     frontier_calls: int
 
 
+@dataclass(frozen=True)
+class SpentBudget:
+    """The run budget a call would break: which limit, its value and what is already spent."""
+
+    budget: BudgetName
+    limit: float
+    spent: float
+
+    @property
+    def reason(self) -> str:
+        if self.budget == "max_cost_usd":
+            return f"cost budget spent (${self.spent:.6f} of ${self.limit:g})"
+        return f"frontier-call budget spent ({self.spent:g} of {self.limit:g})"
+
+    def as_failure(self) -> SpentBudgetFields:
+        """The failure's own fields (besides step and reason) in a stopped run's state."""
+        return {"kind": "budget", "budget": self.budget, "limit": self.limit, "spent": self.spent}
+
+
 def budget_state(config: TierConfig, ledger: Sequence[Mapping[str, Any]]) -> BudgetState:
     frontier = config.frontier.name
     return BudgetState(
-        cost_usd=sum(float(u.get("cost_usd", 0.0)) for u in ledger),
+        cost_usd=sum((float(u.get("cost_usd", 0.0)) for u in ledger), 0.0),
         frontier_calls=sum(1 for u in ledger if u.get("tier") == frontier),
     )
 
 
-def budget_block(config: TierConfig, spent: BudgetState, tier: str) -> str | None:
-    """Why a call on `tier` would break the run's budget, or None when it may go ahead."""
+def budget_block(config: TierConfig, spent: BudgetState, tier: str) -> SpentBudget | None:
+    """The budget a call on `tier` would break, or None when it may go ahead."""
     b = config.budget
     if b.max_cost_usd is not None and spent.cost_usd >= b.max_cost_usd:
-        return f"cost budget spent (${spent.cost_usd:.6f} of ${b.max_cost_usd:g})"
+        return SpentBudget("max_cost_usd", b.max_cost_usd, spent.cost_usd)
     if tier == config.frontier.name and b.max_frontier_calls is not None and spent.frontier_calls >= b.max_frontier_calls:
-        return f"frontier-call budget spent ({spent.frontier_calls} of {b.max_frontier_calls})"
+        return SpentBudget("max_frontier_calls", b.max_frontier_calls, spent.frontier_calls)
     return None
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
-from tierflow.agents.context import ServiceResolver, as_jsonable, current_item
-from tierflow.agents.loop.verify import tool_reason
-from tierflow.agents.spec import StepKind, StepSpec
-
+from tierflow.agents.context import LoopNode, NodeRuntime, ServiceResolver, as_jsonable, current_item
 from tierflow.agents.loop.common import (
     ACT,
     HUMAN_REVIEW,
@@ -19,6 +16,12 @@ from tierflow.agents.loop.common import (
     commit_and_advance,
     tool_result,
 )
+from tierflow.agents.loop.events import Event
+from tierflow.agents.loop.verify import tool_reason
+from tierflow.agents.spec import Failure, StepKind, StepSpec
+
+if TYPE_CHECKING:
+    from tierflow.graphs.state import TieredState
 
 __all__ = [
     "make_human_review_node",
@@ -31,23 +34,24 @@ def _coerce_review(answer: Any) -> tuple[str, Any]:
     return "edit", answer
 
 
-def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolver) -> Any:
+def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolver) -> LoopNode:
     """Pause for a human when the top tier failed; resume with approve / edit / reject."""
 
-    def human_review(state: dict[str, Any], runtime: Any) -> Command:
+    def human_review(state: TieredState, runtime: NodeRuntime) -> Command[str]:
         services = resolve(runtime)
         item = current_item(state)
         spec = steps[item.step]
-        att = state.get("attempt") or {}
-        candidates = [fb.get("candidate") for fb in att.get("feedback", [])]
+        att = state.get("attempt")
+        feedback = att["feedback"] if att else []
+        candidates = [fb.get("candidate") for fb in feedback]
         answer = interrupt(
             {
                 "type": "human_review",
                 "step": item.step,
                 "item_id": item.id,
                 "candidates": candidates,
-                "reasons": [fb.get("reason") for fb in att.get("feedback", [])],
-                "faults": att.get("faults", []),
+                "reasons": [fb.get("reason") for fb in feedback],
+                "faults": att["faults"] if att else [],
                 "schema": spec.output_model.model_json_schema() if spec.output_model else None,
                 "error": state.get("review_error"),
                 "how_to_answer": (
@@ -59,8 +63,11 @@ def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolv
         )
         action, value = _coerce_review(answer)
         if action == "reject":
-            failure = {"step": item.step, "item_id": item.id, "reason": "rejected by a human reviewer", "candidates": att.get("feedback", [])}
-            return Command(goto=RESPONDER, update={"status": "failed", "failure": failure, "events": [{"type": "human_reject", "step": item.step, "item_id": item.id}]})
+            failure: Failure = {
+                "step": item.step, "item_id": item.id, "reason": "rejected by a human reviewer", "candidates": feedback,
+            }
+            rejected: Event = {"type": "human_reject", "step": item.step, "item_id": item.id}
+            return Command(goto=RESPONDER, update={"status": "failed", "failure": failure, "events": [rejected]})
         if action == "approve" and value is None:
             value = next((c for c in reversed(candidates) if c is not None), None)
             if value is None:
@@ -80,9 +87,10 @@ def make_human_review_node(steps: Mapping[str, StepSpec], resolve: ServiceResolv
                     raise ValueError(problem)
         except (ValidationError, ValueError) as err:
             return Command(goto=HUMAN_REVIEW, update={"review_error": f"the reviewed value is invalid: {err}"})
-        event = {"type": "human_decision", "step": item.step, "item_id": item.id, "action": action}
+        event: Event = {"type": "human_decision", "step": item.step, "item_id": item.id, "action": action}
         if spec.executes_tools and value.get("name") is not None:
-            return Command(goto=ACT, update={"proposal": {**(state.get("proposal") or {}), "value": value, "tier": "human"}, "review_error": None, "events": [event]})
+            reviewed = {**(state.get("proposal") or {}), "value": value, "tier": "human"}
+            return Command(goto=ACT, update={"proposal": reviewed, "review_error": None, "events": [event]})
         result = tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value
         return commit_and_advance(state, runtime, item, result, "human", [event], review_error=None)
 

@@ -11,18 +11,22 @@ import json
 import sqlite3
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command, interrupt
 
-from tierflow.agents.context import ServiceResolver, Services, as_jsonable, current_item, emit, step_input, step_needs
 from tierflow.agents.calibration import load_calibration
-from tierflow.agents.loop.ladder import budget_block, budget_state, cheaper_alternative, first_tier, next_tier_above, usable_ladder
-from tierflow.agents.prompts import step_messages, user_prompt
-from tierflow.agents.spec import Attempt, PlanItem, Proposal, StepKind, StepSpec
-from tierflow.model_tiers import InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal
-from tierflow.model_tiers.providers._tool_calling import messages_as_text
-
+from tierflow.agents.context import (
+    LoopNode,
+    NodeRuntime,
+    ServiceResolver,
+    Services,
+    as_jsonable,
+    current_item,
+    emit,
+    step_input,
+    step_needs,
+)
 from tierflow.agents.loop.common import (
     RESPONDER,
     attempt_for,
@@ -32,6 +36,23 @@ from tierflow.agents.loop.common import (
     tools_text,
     usage_dump,
 )
+from tierflow.agents.loop.events import Event
+from tierflow.agents.loop.ladder import (
+    SpentBudget,
+    budget_block,
+    budget_state,
+    cheaper_alternative,
+    first_tier,
+    next_tier_above,
+    usable_ladder,
+)
+from tierflow.agents.prompts import step_messages, user_prompt
+from tierflow.agents.spec import Attempt, Failure, PlanItem, Proposal, StepInput, StepKind, StepNeeds, StepSpec
+from tierflow.model_tiers import InvalidModelOutput, TierConfig, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal
+from tierflow.model_tiers.providers._tool_calling import messages_as_text
+
+if TYPE_CHECKING:
+    from tierflow.graphs.state import TieredState
 
 __all__ = [
     "make_step_node",
@@ -40,23 +61,23 @@ __all__ = [
 ]
 
 # The verifier's decision for a state holding the proposal to judge (agents.loop.verify).
-Verify = Callable[[Mapping[str, Any], Any], Command]
+Verify = Callable[[Mapping[str, Any], NodeRuntime], Command[str]]
 
 
-def _stop(item: PlanItem, reason: str, events: list[dict[str, Any]]) -> Command:
-    event = {"type": "budget_stop", "step": item.step, "item_id": item.id, "reason": reason}
-    return Command(
-        goto=RESPONDER,
-        update={"status": "stopped", "failure": {"step": item.step, "reason": reason}, "events": [*events, event]},
-    )
+def _stop(item: PlanItem, spent: SpentBudget, why: str = "") -> Command[str]:
+    """End the run at `item` under the budget policy: status "stopped", the verified results
+    kept, and a failure of kind "budget" that names the limit and what was spent."""
+    reason = f"{spent.reason}; {why}" if why else spent.reason
+    event: Event = {"type": "budget_stop", "step": item.step, "item_id": item.id, "reason": reason}
+    failure: Failure = {"step": item.step, "item_id": item.id, "reason": reason, **spent.as_failure()}
+    return Command(goto=RESPONDER, update={"status": "stopped", "failure": failure, "events": [event]})
 
 
 def _budget_gate(
-    spec: StepSpec, item: PlanItem, att: dict[str, Any], state: Mapping[str, Any], services: Services, needs: Any
-) -> tuple[str | None, Command | None, list[dict[str, Any]]]:
-    """Apply the budget policy before a call. Returns (tier to use, stop command, events)."""
+    spec: StepSpec, item: PlanItem, att: Attempt, tier: str, state: Mapping[str, Any], services: Services, needs: StepNeeds
+) -> tuple[str | None, Command[str] | None, list[Event]]:
+    """Apply the budget policy before a call on `tier`. Returns (tier to use, stop command, events)."""
     cfg = services.registry.config
-    tier = att["tier"]
     # Budgets are per run; a thread may hold earlier runs' ledger entries.
     spent = budget_state(cfg, [u for u in state.get("ledger") or [] if u.get("run_id") == state.get("run_id")])
     block = budget_block(cfg, spent, tier)
@@ -66,9 +87,11 @@ def _budget_gate(
     if policy == "cheaper_only":
         alt = cheaper_alternative(cfg, spec.role, needs, tier)
         if alt is not None and budget_block(cfg, spent, alt) is None:
-            event = {"type": "budget_downgrade", "step": item.step, "item_id": item.id, "from": tier, "to": alt, "reason": block}
+            event: Event = {
+                "type": "budget_downgrade", "step": item.step, "item_id": item.id, "from": tier, "to": alt, "reason": block.reason,
+            }
             return alt, None, [event]
-        return None, _stop(item, f"{block}; no cheaper tier can run '{item.step}'", []), []
+        return None, _stop(item, block, f"no cheaper tier can run '{item.step}'"), []
     if policy == "interrupt":
         answer = interrupt(
             {
@@ -76,18 +99,20 @@ def _budget_gate(
                 "step": item.step,
                 "item_id": item.id,
                 "tier": tier,
-                "reason": block,
-                "question": f"The run's budget is spent ({block}). Allow one more call on '{tier}'? yes/no",
+                "reason": block.reason,
+                "question": f"The run's budget is spent ({block.reason}). Allow one more call on '{tier}'? yes/no",
             }
         )
         if is_yes(answer):
             att["approved_over_budget"] = (tier, att["number"])
             return tier, None, [{"type": "budget_approved", "step": item.step, "item_id": item.id, "tier": tier}]
-        return None, _stop(item, f"{block}; a human declined to go over budget", []), []
-    return None, _stop(item, block, []), []
+        return None, _stop(item, block, "a human declined to go over budget"), []
+    return None, _stop(item, block), []
 
 
-def _routed(cfg: Any, spec: StepSpec, item: PlanItem, inp: Any, needs: Any, tier: str) -> tuple[str, list[dict[str, Any]]]:
+def _routed(
+    cfg: TierConfig, spec: StepSpec, item: PlanItem, inp: StepInput, needs: StepNeeds, tier: str
+) -> tuple[str, list[Event]]:
     """The tier a fresh step starts on: `tier`, or the next one up when the calibration's
     router (agents/calibration.py) expects `tier` to fail on this input."""
     if cfg.escalation.calibration is None:
@@ -101,7 +126,7 @@ def _routed(cfg: Any, spec: StepSpec, item: PlanItem, inp: Any, needs: Any, tier
     higher = next_tier_above(cfg, spec.role, needs, tier)
     if p_fail <= router.skip_above or higher is None:
         return tier, []
-    event = {
+    event: Event = {
         "type": "skip_tier", "step": item.step, "item_id": item.id, "from": tier, "to": higher,
         "reason": f"router: p({tier} fails) {p_fail:.2f} is above {router.skip_above:.2f}",
         "p_fail": round(p_fail, 6),
@@ -110,8 +135,8 @@ def _routed(cfg: Any, spec: StepSpec, item: PlanItem, inp: Any, needs: Any, tier
 
 
 def judged(
-    state: Mapping[str, Any], runtime: Any, proposal: Proposal, att: Attempt, events: Sequence[Mapping[str, Any]], verify: Verify
-) -> Command:
+    state: Mapping[str, Any], runtime: NodeRuntime, proposal: Proposal, att: Attempt, events: Sequence[Event], verify: Verify
+) -> Command[str]:
     """The attempt's proposal, judged in the same node: the verifier's decision, with the
     attempt's own events (budget decisions) first. One node per attempt means one
     checkpoint per attempt and its verdict, not two."""
@@ -123,11 +148,11 @@ def judged(
     return Command(goto=decision.goto, update=update)
 
 
-def make_step_node(spec: StepSpec, resolve: ServiceResolver, verify: Verify) -> Any:
+def make_step_node(spec: StepSpec, resolve: ServiceResolver, verify: Verify) -> LoopNode:
     """The node that runs one attempt of `spec` on the tier the escalation state names,
     and has the verifier judge it (`verify`: the verifier's decision for a proposal)."""
 
-    def step_node(state: dict[str, Any], runtime: Any) -> Command:
+    def step_node(state: TieredState, runtime: NodeRuntime) -> Command[str]:
         services = resolve(runtime)
         item = current_item(state)
         inp = step_input(state, item, services)
@@ -158,20 +183,22 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver, verify: Verify) -> 
         tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
         needs = step_needs(spec, messages_as_text(messages) + tools_text(tools))
         cfg = services.registry.config
-        routed: list[dict[str, Any]] = []
+        routed: list[Event] = []
         if att["tier"] is None:
-            att["tier"] = first_tier(cfg, spec.role, needs)
-            if att["tier"] is not None:
-                att["tier"], routed = _routed(cfg, spec, item, inp, needs, att["tier"])
+            start = first_tier(cfg, spec.role, needs)
+            if start is not None:
+                start, routed = _routed(cfg, spec, item, inp, needs, start)
+            att["tier"] = start
         if att["tier"] is None:
             _, skipped = usable_ladder(cfg, spec.role, needs)
             why = "; ".join(f"{t}: {r}" for t, r in skipped) or "the ladder is empty for this role"
             proposal = Proposal(**base, tier=None, error_kind="no_tier", error=f"no tier can run this step ({why})")
             return judged(state, runtime, proposal, att, (), verify)
 
-        tier, stop, events = _budget_gate(spec, item, att, state, services, needs)
+        tier, stop, events = _budget_gate(spec, item, att, att["tier"], state, services, needs)
         if stop is not None:
             return stop
+        assert tier is not None  # the gate names a tier whenever it does not stop the run
         events = [*routed, *events]
         att["tier"] = tier
         base = Proposal(**base, tier=tier)
@@ -191,14 +218,15 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver, verify: Verify) -> 
                     if text.lstrip().startswith(("{", "[")):
                         # JSON where a call was due is a call the model wrote as text (or
                         # broke), not a decision to make none.
-                        raise InvalidModelOutput(tier, "the reply is JSON text, not a tool call nor a plain-text decline", raw=text[:2000], usage=reply.usage)
+                        why = "the reply is JSON text, not a tool call nor a plain-text decline"
+                        raise InvalidModelOutput(tier, why, raw=text[:2000], usage=reply.usage)
                     value = {"name": None, "args": None, "reply": text}
                 else:
                     raise InvalidModelOutput(tier, "the reply contains no tool call", usage=reply.usage)
             else:
                 reply = services.registry.call(tier, messages, schema=spec.output_model)
                 value = as_jsonable(reply.value)
-            proposal = Proposal(**base, value=value, usage=reply.usage.model_dump())
+            proposal = Proposal(**base, value=value, usage=reply.usage.record())
         except TierMisconfigured as err:
             # Never a fallback: the next tier would pay for what a config fix makes cheap.
             proposal = Proposal(**base, error_kind="config", error=str(err), usage=usage_dump(err.usage))

@@ -10,26 +10,19 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.types import Command
 from pydantic import BaseModel, Field, ValidationError
 
-from tierflow.agents.client_tools import call_problem
-from tierflow.agents.context import ServiceResolver, current_item, step_input, step_needs
 from tierflow.agents.calibration import CalibratedCheck, answer_text, load_calibration
-from tierflow.agents.loop.ladder import Decision, after_failure, after_fault, has_higher_tier
-from tierflow.agents.prompts import user_prompt
-from tierflow.agents.signals import CheckOutcome, attempt_signals
-from tierflow.agents.spec import PlanItem, StepInput, StepKind, StepSpec
-from tierflow.model_tiers import TierflowError
-
+from tierflow.agents.client_tools import call_problem
+from tierflow.agents.context import NodeRuntime, ServiceResolver, Services, current_item, step_input, step_needs
 from tierflow.agents.loop.common import (
     ACT,
     HUMAN_REVIEW,
     RESPONDER,
-    VERIFY,
     attempt_for,
     commit_and_advance,
     ledger_row,
@@ -40,12 +33,30 @@ from tierflow.agents.loop.common import (
     tools_for,
     tools_text,
 )
+from tierflow.agents.loop.events import Event
+from tierflow.agents.loop.ladder import Decision, after_failure, after_fault, has_higher_tier
+from tierflow.agents.loop.step import Verify
+from tierflow.agents.prompts import user_prompt
+from tierflow.agents.signals import CheckOutcome, attempt_signals
+from tierflow.agents.spec import Failure, PlanItem, Proposal, StepInput, StepKind, StepNeeds, StepSpec
+from tierflow.model_tiers import TierConfig, TierflowError
+from tierflow.model_tiers.ledger import UsageRecord
 
 __all__ = [
     "make_verifier",
     "JudgeVerdict",
     "tool_reason",
+    "Escalate",
 ]
+
+
+class Escalate(Protocol):
+    """The ladder climb after a failed verdict or a fault (the act node's, on a tool's refusal)."""
+
+    def __call__(
+        self, state: Mapping[str, Any], runtime: NodeRuntime, reason: str, *,
+        fault: bool = False, soft: bool = False, extra: dict[str, Any] | None = None,
+    ) -> Command[str]: ...
 
 
 class JudgeVerdict(BaseModel):
@@ -53,7 +64,7 @@ class JudgeVerdict(BaseModel):
     reason: str = Field(description="one sentence")
 
 
-def tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], services: Any, state: Mapping[str, Any]) -> str | None:
+def tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], services: Services, state: Mapping[str, Any]) -> str | None:
     """Why a proposed call (or no call) does not fit the step's tools (None when it does)."""
     name = value.get("name")
     if name is None:
@@ -80,19 +91,19 @@ def tool_reason(spec: StepSpec, item: PlanItem, value: Mapping[str, Any], servic
     return None
 
 
-def _normalised_call(spec: StepSpec, value: Mapping[str, Any], services: Any) -> Mapping[str, Any]:
+def _normalised_call(spec: StepSpec, value: Mapping[str, Any], services: Services) -> Mapping[str, Any]:
     """A tool call with its arguments as the tool's own schema reads them (an id written
     without its prefix, say), so the domain checks judge, and the act node runs, what the
     tool will receive. Called only once the arguments validated."""
     tools = services.toolbox.tools if services.toolbox else {}
-    schema = getattr(tools.get(value.get("name")), "args_schema", None)
+    schema = getattr(tools.get(value["name"]), "args_schema", None)
     if spec.client_tools or not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         return value
     args = schema.model_validate(value.get("args") or {}).model_dump(mode="json", exclude_unset=True)
     return {**value, "args": args}
 
 
-def _judge(services: Any, spec: StepSpec, inp: StepInput, value: Any) -> tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]:
+def _judge(services: Services, spec: StepSpec, inp: StepInput, value: Any) -> tuple[str | None, list[UsageRecord], list[Event]]:
     """Optional LLM judge. Returns (failure reason, ledger usages, events)."""
     cfg = services.registry.config
     tier = cfg.escalation.judge_tier or cfg.roles["judge"]
@@ -105,11 +116,14 @@ def _judge(services: Any, spec: StepSpec, inp: StepInput, value: Any) -> tuple[s
     except TierflowError as err:
         # An unusable judge is recorded, and the step keeps the verdict of the cheaper checks.
         return None, [], [{"type": "judge_fault", "step": spec.name, "tier": tier, "reason": str(err)}]
-    usage = {**reply.usage.model_dump(), "role": "judge", "node": VERIFY, "verdict": "pass" if reply.value.ok else "fail"}
+    # The judge runs inside the step's node; its rows are the step's, apart by role and name.
+    usage: UsageRecord = {
+        **reply.usage.record(), "role": "judge", "node": f"{spec.name}.judge", "verdict": "pass" if reply.value.ok else "fail",
+    }
     return (None if reply.value.ok else f"judge: {reply.value.reason}"), [usage], []
 
 
-def _calibrated_check(cfg: Any, step: str, tier: str | None) -> CalibratedCheck | None:
+def _calibrated_check(cfg: TierConfig, step: str, tier: str | None) -> CalibratedCheck | None:
     """The calibrated check for `step`'s answers on `tier` (None when there is none)."""
     if cfg.escalation.calibration is None or tier is None:
         return None
@@ -118,7 +132,7 @@ def _calibrated_check(cfg: Any, step: str, tier: str | None) -> CalibratedCheck 
     return check if check is not None and check.tier == tier else None
 
 
-def _needs(spec: StepSpec, item: PlanItem, services: Any, state: Mapping[str, Any]) -> Any:
+def _needs(spec: StepSpec, item: PlanItem, services: Services, state: Mapping[str, Any]) -> StepNeeds:
     """What the step needs of a tier (as the step node estimates it), for ladder decisions."""
     inp = step_input(state, item, services)
     tools = tools_for(spec, item, services, state) if spec.kind == StepKind.TOOL else []
@@ -127,13 +141,14 @@ def _needs(spec: StepSpec, item: PlanItem, services: Any, state: Mapping[str, An
 
 def make_verifier(
     steps: Mapping[str, StepSpec], resolve: ServiceResolver, default_plan: Sequence[PlanItem]
-) -> tuple[Any, Any]:
+) -> tuple[Verify, Escalate]:
     """Return (verify, escalate): the verifier's decision for a state holding a proposal (each
     step node calls it on its own attempt), and the ladder climb the act node shares."""
 
     def escalate(
-        state: Mapping[str, Any], runtime: Any, reason: str, *, fault: bool = False, soft: bool = False, extra: dict[str, Any] | None = None
-    ) -> Command:
+        state: Mapping[str, Any], runtime: NodeRuntime, reason: str, *,
+        fault: bool = False, soft: bool = False, extra: dict[str, Any] | None = None,
+    ) -> Command[str]:
         services = resolve(runtime)
         cfg = services.registry.config
         item = current_item(state)
@@ -141,7 +156,7 @@ def make_verifier(
         proposal = state.get("proposal") or {}
         att = attempt_for(state, item)
         update: dict[str, Any] = dict(extra or {})
-        events = list(update.pop("events", []))
+        events: list[Event] = list(update.pop("events", []))
         tier = att.get("tier")
         if fault:
             att["faults"].append({"tier": tier, "reason": reason})
@@ -157,7 +172,7 @@ def make_verifier(
             # (BFCL, embedded slm: 1 rescue in 40 retries), so it goes straight up.
             tries = max(att["tries"], cfg.escalation.max_retries + 1) if soft else att["tries"]
             decision = (after_fault if fault else after_failure)(cfg, spec.role, needs, tier, *(() if fault else (tries,)))
-        event = {"type": decision.action, "step": item.step, "item_id": item.id, "from": tier, "to": decision.tier, "reason": reason}
+        event: Event = {"type": decision.action, "step": item.step, "item_id": item.id, "from": tier, "to": decision.tier, "reason": reason}
         events.append(event)
         if decision.tier is not None:
             if decision.tier != tier:
@@ -167,18 +182,19 @@ def make_verifier(
             plan = [state["plan"][0], *plan_items([p.model_dump() for p in default_plan], start=1)]
             events.append({"type": "default_plan", "step": item.step, "reason": reason})
             goto = next_node(state, runtime, plan=plan, cursor=1)
-            return Command(goto=goto, update={**update, "plan": plan, "plan_source": "default", "cursor": 1, "attempt": None, "proposal": None, "events": events})
+            fallback_plan = {"plan": plan, "plan_source": "default", "cursor": 1, "attempt": None, "proposal": None, "events": events}
+            return Command(goto=goto, update={**update, **fallback_plan})
         if cfg.escalation.on_top_failure == "interrupt":
             return Command(goto=HUMAN_REVIEW, update={**update, "attempt": att, "events": events})
-        failure = {"step": item.step, "item_id": item.id, "reason": reason, "candidates": att["feedback"], "faults": att["faults"]}
+        failure: Failure = {"step": item.step, "item_id": item.id, "reason": reason, "candidates": att["feedback"], "faults": att["faults"]}
         return Command(goto=RESPONDER, update={**update, "attempt": att, "status": "failed", "failure": failure, "events": events})
 
-    def verify(state: dict[str, Any], runtime: Any) -> Command:
+    def verify(state: Mapping[str, Any], runtime: NodeRuntime) -> Command[str]:
         services = resolve(runtime)
         cfg = services.registry.config
         item = current_item(state)
         spec = steps[item.step]
-        proposal = state["proposal"]
+        proposal: Proposal = state["proposal"]
         inp = step_input(state, item, services)
         kind = proposal.get("error_kind")
         if kind == "fault":
@@ -186,9 +202,9 @@ def make_verifier(
             return escalate(state, runtime, proposal["error"], fault=True, extra={"ledger": ledger})
 
         reason: str | None = None
-        value = proposal.get("value")
-        usages: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
+        value: Any = proposal.get("value")  # the candidate: JSON of the step's output, or a tool call
+        usages: list[UsageRecord] = []
+        events: list[Event] = []
         if kind is not None:
             reason = f"{kind}: {proposal.get('error')}"
         elif spec.kind == StepKind.TOOL:
@@ -243,16 +259,22 @@ def make_verifier(
             signals["p_right"] = round(p_right, 6)
             if p_right < calibrated.escalate_below:
                 objection = f"calibrated p(right) {p_right:.2f} is below {calibrated.escalate_below:.2f}"
-                if has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), tier):
+                # calibrated.tier is this proposal's tier (_calibrated_check matched them).
+                if has_higher_tier(cfg, spec.role, _needs(spec, item, services, state), calibrated.tier):
                     reason, soft_failure = f"calibration: {objection}", True
                 else:
                     warnings.append(f"calibration: {objection}")
         if reason is None and spec.judge:
             reason, usages, events = _judge(services, spec, inp, value)
-        verdict = "pass" if reason is None else "fail"
-        judge_entries = [{**u, "run_id": state.get("run_id"), "step": item.id, "attempt": proposal.get("attempt", 0)} for u in usages]
+        verdict: Literal["pass", "fail"] = "pass" if reason is None else "fail"
+        judge_entries: list[UsageRecord] = [
+            {**u, "run_id": state.get("run_id"), "step": item.id, "attempt": proposal.get("attempt", 0)} for u in usages
+        ]
         ledger = ledger_row(proposal, spec, state, verdict, reason, signals) + judge_entries
-        verdict_event = {"type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"), "verdict": verdict, "reason": reason}
+        verdict_event: Event = {
+            "type": "verdict", "step": item.step, "item_id": item.id, "tier": proposal.get("tier"), "attempt": proposal.get("attempt"),
+            "verdict": verdict, "reason": reason,
+        }
         if signals is not None:
             verdict_event["signals"] = signals
         if warnings:  # soft checks that objected where no second opinion is asked: recorded, not enforced
@@ -264,7 +286,9 @@ def make_verifier(
             return Command(goto=ACT, update={"ledger": ledger, "events": events, "proposal": {**proposal, "value": value}})
         if spec.kind == StepKind.PLAN:
             plan = [state["plan"][0], *plan_items(value["steps"], start=1)]
-            update = {"ledger": ledger, "events": events, "attempt": None, "proposal": None, "plan": plan, "plan_source": "planner", "cursor": 1}
+            update = {
+                "ledger": ledger, "events": events, "attempt": None, "proposal": None, "plan": plan, "plan_source": "planner", "cursor": 1,
+            }
             return Command(goto=next_node(state, runtime, plan=plan, cursor=1), update=update)
         result = tool_result(value, "proposed") if spec.kind == StepKind.TOOL else value
         return commit_and_advance(state, runtime, item, result, proposal.get("tier") or "code", events, ledger=ledger)

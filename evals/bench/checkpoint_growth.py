@@ -103,4 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tierflow.cli.guard import guard
+
+    sys.exit(guard("python -m tierflow.evals.bench.checkpoint_growth", main))

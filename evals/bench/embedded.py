@@ -147,10 +147,16 @@ def _decode_tokens_per_s(model: str, threads: int) -> float:
     try:
         for i in range(DECODE_REPEATS):
             first: list[float] = []
+
+            # `first` is bound now: the engine calls this during this iteration's chat only.
+            def note_first_text(_delta: str, first: list[float] = first) -> None:
+                if not first:
+                    first.append(time.perf_counter())
+
             completion = engine.chat(
                 [{"role": "user", "content": f"Write a long, detailed story about parcel number {i}."}],
                 max_tokens=DECODE_TOKENS,
-                on_text=lambda _delta: first.append(time.perf_counter()) if not first else None,
+                on_text=note_first_text,
             )
             ended = time.perf_counter()
             tokens = int(completion["usage"]["completion_tokens"])
@@ -194,7 +200,9 @@ def _raw_latencies(registry: TierRegistry, runs: int) -> tuple[list[float], list
 
     def timed(chat: list[dict[str, str]]) -> float:
         started = time.perf_counter()
-        run_inference(lambda: engine._llama.create_chat_completion(messages=chat, grammar=grammar, max_tokens=spec.max_output_tokens, temperature=0.0))  # type: ignore[arg-type]
+        run_inference(
+            lambda: engine._llama.create_chat_completion(messages=chat, grammar=grammar, max_tokens=spec.max_output_tokens, temperature=0.0)
+        )
         return time.perf_counter() - started
 
     same, bare = [], []
@@ -216,7 +224,8 @@ def _contention(threads: int, calls: int = 4) -> dict[str, dict[str, float]]:
     for mode in ("inference thread", "caller threads"):
         latencies: list[float] = []
 
-        def one(i: int) -> None:
+        # The mode and the list are bound now: the pool runs these calls inside this iteration.
+        def one(i: int, mode: str = mode, latencies: list[float] = latencies) -> None:
             engine = engines[i % 2]
             messages = [chat[0], {"role": "user", "content": TICKET.format(ticket_id=f"C-{mode[0]}{i}")}]
             started = time.perf_counter()
@@ -224,7 +233,7 @@ def _contention(threads: int, calls: int = 4) -> dict[str, dict[str, float]]:
                 engine.chat(messages, max_tokens=24)
             else:
                 with engine._lock:
-                    engine._llama.create_chat_completion(messages=messages, max_tokens=24)  # type: ignore[arg-type]
+                    engine._llama.create_chat_completion(messages=messages, max_tokens=24)
             latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
@@ -382,4 +391,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tierflow.cli.guard import guard
+
+    sys.exit(guard("python -m tierflow.evals.bench.embedded", main))

@@ -18,9 +18,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -31,6 +31,7 @@ from typing_extensions import TypedDict
 from tierflow.agents.workers import classifier, default_plan, extractor
 from tierflow.graphs.builder import Workflow, build_graph
 from tierflow.model_tiers import TierRegistry, config_from_mapping
+from tierflow.model_tiers.ledger import UsageRecord
 from tierflow.model_tiers.testing import ScriptedChatModel
 
 __all__ = ["main"]
@@ -87,14 +88,19 @@ class _HandState(TypedDict, total=False):
     request: str
     label: dict[str, Any]
     amount: dict[str, Any]
-    ledger: Annotated[list[dict[str, Any]], operator.add]
+    ledger: Annotated[list[UsageRecord], operator.add]
+
+
+class _HandNode(Protocol):
+    # A protocol, not a Callable: LangGraph's add_node matches a parameter named `state`.
+    def __call__(self, state: _HandState) -> dict[str, Any]: ...
 
 
 def _hand_written(registry: TierRegistry, checkpointer: Any) -> Any:
-    def call(schema: type[BaseModel], system: str, key: str) -> Callable[[_HandState], dict[str, Any]]:
+    def call(schema: type[BaseModel], system: str, key: str) -> _HandNode:
         def node(state: _HandState) -> dict[str, Any]:
             reply = registry.call("slm", [SystemMessage(system), HumanMessage(state["request"])], schema=schema)
-            return {key: reply.value.model_dump(), "ledger": [reply.usage.model_dump()]}
+            return {key: reply.value.model_dump(), "ledger": [reply.usage.record()]}
 
         return node
 
@@ -134,8 +140,9 @@ def _paired(graphs: Sequence[Any], runs: int, durable: bool) -> list[float]:
 
 def _checkpoints_per_run(path: Path) -> float:
     with sqlite3.connect(str(path)) as conn:
-        threads = conn.execute("SELECT count(DISTINCT thread_id) FROM checkpoints").fetchone()[0]
-        return conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0] / max(1, threads)
+        threads: int = conn.execute("SELECT count(DISTINCT thread_id) FROM checkpoints").fetchone()[0]
+        checkpoints: int = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+        return checkpoints / max(1, threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,19 +157,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = [Path(tmp) / f"{i}.sqlite" for i in range(len(builders))]
         conns = [sqlite3.connect(str(p), check_same_thread=False) for p in paths]
         try:
-            sqlite = _paired([b(registry, SqliteSaver(c)) for b, c in zip(builders, conns)], args.runs, durable=True)
+            sqlite = _paired([b(registry, SqliteSaver(c)) for b, c in zip(builders, conns, strict=True)], args.runs, durable=True)
         finally:
             for c in conns:
                 c.close()
         checkpoints = [_checkpoints_per_run(p) for p in paths]
-    rows = list(zip(labels, memory, sqlite, checkpoints))
+    rows = list(zip(labels, memory, sqlite, checkpoints, strict=True))
     (_, e_mem, e_sql, e_ck), (_, h_mem, h_sql, h_ck) = rows
-    for label, memory, sqlite, checkpoints in rows:
-        print(f"{label:>24}: {1000 * memory:6.2f} ms per run, {1000 * sqlite:6.2f} ms with SqliteSaver; {checkpoints:.1f} checkpoints per run")
+    for label, in_memory_s, sqlite_s, per_run in rows:
+        print(
+            f"{label:>24}: {1000 * in_memory_s:6.2f} ms per run, {1000 * sqlite_s:6.2f} ms with SqliteSaver; "
+            f"{per_run:.1f} checkpoints per run"
+        )
     print(f"engine / hand-written: {e_mem / h_mem:.2f}x without a checkpointer, {e_sql / h_sql:.2f}x with SqliteSaver "
           f"(target <= 1.5x); checkpoints {e_ck:.0f} vs {h_ck:.0f}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tierflow.cli.guard import guard
+
+    sys.exit(guard("python -m tierflow.evals.bench.engine_overhead", main))

@@ -247,11 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, help="the task's dataset file (default: under $TIERFLOW_DATASETS)")
     parser.add_argument("--train", type=int, help="training cases per stratum (default: 40 per intent / 1000 booking requests)")
     parser.add_argument("--held-out", type=int, help="held-out cases per stratum (default: 10 per intent / 100 booking requests)")
-    parser.add_argument("--zero-shot", type=int, help="zero-shot tiers on the first N held-out cases per stratum (default: 3 per intent / 60)")
+    parser.add_argument(
+        "--zero-shot", type=int, help="zero-shot tiers on the first N held-out cases per stratum (default: 3 per intent / 60)"
+    )
     parser.add_argument("--graph-cases", type=int, help="held-out cases run through the graph by the harness (default 154 / 60; 0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--soft-checks", choices=["on", "off"], default="off", help="the fine-tuned tier's soft_checks in the graph eval (default off)")
+    parser.add_argument(
+        "--soft-checks", choices=["on", "off"], default="off", help="the fine-tuned tier's soft_checks in the graph eval (default off)"
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: $TIERFLOW_HOME/bench/finetune)")
     parser.add_argument("--tiers", help="tiers file whose cheapest tier is fine-tuned and whose top tier compares")
     args = parser.parse_args(argv)
@@ -277,7 +281,10 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
     built = step_examples(task.suite, task.step, train, prompt="compact")
     examples = built.examples
     if built.skipped:
-        console.print(f"left out {len(built.skipped)} training case(s) whose answer the step's schema cannot hold, e.g. {built.skipped[0]}", highlight=False)
+        console.print(
+            f"left out {len(built.skipped)} training case(s) whose answer the step's schema cannot hold, e.g. {built.skipped[0]}",
+            highlight=False,
+        )
     settings = LoraSettings(epochs=args.epochs, seed=args.seed)
     folder = root / task.name
     out = folder / "measured"
@@ -286,12 +293,15 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
     else:
         shutil.rmtree(out, ignore_errors=True)  # measured on another adapter
         console.print(f"fine-tuning {base.model} on {len(examples)} {task.name} examples -> {folder}", highlight=False)
-        finetune(examples, base, folder, tier_name=f"{base.name}-{task.step}", settings=settings, source=f"{task.name}: {train_n} per stratum, seed {args.seed}")
+        source = f"{task.name}: {train_n} per stratum, seed {args.seed}"
+        finetune(examples, base, folder, tier_name=f"{base.name}-{task.step}", settings=settings, source=source)
     out.mkdir(parents=True, exist_ok=True)
     record = json.loads((folder / "train.json").read_text(encoding="utf-8"))
     name = str(record["tier"])
     tuned = base.model_copy(
-        update={"name": name, "adapter": str((folder / "adapter.gguf").resolve()), "prompt": "compact", "soft_checks": args.soft_checks == "on"}
+        update={
+            "name": name, "adapter": str((folder / "adapter.gguf").resolve()), "prompt": "compact", "soft_checks": args.soft_checks == "on",
+        }
     )
     bench_config = _ladder(config, tuned, spec.role)
     registry = TierRegistry(bench_config)
@@ -323,7 +333,8 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
     for r in rows:
         table.add_row(
             r["tier"], r["model"], str(r["cases"]), f"{100 * r['accuracy']:.1f}% [{100 * r['ci'][0]:.0f}-{100 * r['ci'][1]:.0f}]",
-            "-" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}", f"{r['latency_p50_s']:.2f}", f"{r['cost_per_case_usd']:.2g}", str(r["errors"]),
+            "-" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}",
+            f"{r['latency_p50_s']:.2f}", f"{r['cost_per_case_usd']:.2g}", str(r["errors"]),
         )
     console.print(table)
     ft, general = rows[1], rows[2]
@@ -341,7 +352,8 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
         highlight=False,
     )
     _plot(rows, out / "accuracy_latency.png", f"{task.name}: fine-tuned 135M vs general models")
-    summary: dict[str, Any] = {"task": task.name, "step": rows, "training": {k: record[k] for k in ("examples", "steps", "train_seconds", "settings")}}
+    training = {k: record[k] for k in ("examples", "steps", "train_seconds", "settings")}
+    summary: dict[str, Any] = {"task": task.name, "step": rows, "training": training}
 
     if graph_cases:
         tiers_file = out / f"tiers-soft-checks-{args.soft_checks}.json"
@@ -356,7 +368,8 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
         ratio = None if not q_f else (q_t or 0) / q_f
         console.print(
             f"tiered / all-frontier {result.report.primary}: {'n/a' if ratio is None else f'{100 * ratio:.0f}%'} (goal >= 95%); "
-            f"cost: {'n/a' if tiered.cost_vs_all_frontier is None else f'{100 * tiered.cost_vs_all_frontier:.0f}%'} of all-frontier (goal <= 30%)",
+            f"cost: {'n/a' if tiered.cost_vs_all_frontier is None else f'{100 * tiered.cost_vs_all_frontier:.0f}%'} "
+            "of all-frontier (goal <= 30%)",
             highlight=False,
         )
         summary["graph"] = {"run_dir": str(result.out_dir), "quality_ratio": ratio, "cost_vs_all_frontier": tiered.cost_vs_all_frontier}
@@ -365,4 +378,6 @@ def _run(task: Task, args: argparse.Namespace, root: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tierflow.cli.guard import guard
+
+    sys.exit(guard("python -m tierflow.evals.bench.finetune", main))

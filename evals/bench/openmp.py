@@ -64,7 +64,7 @@ def _measure(extra: dict[str, str], calls: int) -> float:
     out = subprocess.run(
         [sys.executable, "-c", _WORKER, str(calls)], env=_env(extra), capture_output=True, text=True, timeout=600, check=True
     )
-    times = json.loads(out.stdout.strip().splitlines()[-1])
+    times: list[float] = json.loads(out.stdout.strip().splitlines()[-1])
     return statistics.median(times[1:] if len(times) > 1 else times)  # the first call warms the cache
 
 
@@ -100,4 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tierflow.cli.guard import guard
+
+    sys.exit(guard("python -m tierflow.evals.bench.openmp", main))

@@ -16,6 +16,7 @@ and cost_quality.png to --out (default $TIERFLOW_HOME/bench/replay_gsm8k).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -23,15 +24,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tierflow.evals.datasets.gsm8k import MathCase, MathDataset, RecordedAnswer, load_routellm_gsm8k
-from tierflow.model_tiers.home import home_dir
+from tierflow.evals.harness.stats import precision_recall, proportion, wilson_interval
 from tierflow.graphs.math_qa import build
 from tierflow.model_tiers import ConfigError, TierConfig, TierRegistry, config_from_mapping, load_tier_config
+from tierflow.model_tiers.home import home_dir
 from tierflow.model_tiers.providers.replay import replayed_from
 from tierflow.tools.datasets import dataset_file
 
@@ -42,7 +44,13 @@ DEFAULT_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0
 QUALITY_TARGET = 0.95
 # RouteLLM's published GSM8K point (project page / LMSYS blog, 2024-07-01): routers trained
 # on Chatbot Arena data cut cost 35% vs GPT-4 alone at 95% of GPT-4's performance.
-ROUTELLM_GSM8K = {"cost_reduction": 0.35, "quality_of_strong": 0.95,
+class PublishedAnchor(TypedDict):
+    cost_reduction: float
+    quality_of_strong: float
+    source: str
+
+
+ROUTELLM_GSM8K: PublishedAnchor = {"cost_reduction": 0.35, "quality_of_strong": 0.95,
                   "source": "https://sky.cs.berkeley.edu/project/routellm/ (LMSYS blog 2024-07-01)"}
 console = Console(stderr=True)
 
@@ -151,16 +159,6 @@ def run_policy(policy: Policy, dataset: MathDataset, base: TierRegistry, *, work
 # -- metrics ---------------------------------------------------------------------------------
 
 
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def verifier_quality(outcomes: Sequence[CaseOutcome], rung: Literal["slm", "frontier"]) -> dict[str, Any]:
     """The verifier on one rung's answers: a fail predicts that the recorded answer is wrong."""
     judged = [(o.slm_verdict, o.slm_correct) if rung == "slm" else (o.frontier_verdict, o.frontier_correct) for o in outcomes]
@@ -168,21 +166,22 @@ def verifier_quality(outcomes: Sequence[CaseOutcome], rung: Literal["slm", "fron
     tp = sum(1 for v, c in judged if v == "fail" and not c)
     fp = sum(1 for v, c in judged if v == "fail" and c)
     fn = sum(1 for v, c in judged if v == "pass" and not c)
+    precision, recall = precision_recall(tp, fp, fn)
     return {
         "judged": len(judged),
         "flagged": tp + fp,
         "true_positives": tp,
         "false_positives": fp,
         "false_negatives": fn,
-        "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
+        "precision": precision,
+        "recall": recall,
     }
 
 
 def summarize_policy(policy: Policy, outcomes: Sequence[CaseOutcome]) -> dict[str, Any]:
     n = len(outcomes)
     correct = sum(o.correct for o in outcomes)
-    low, high = wilson(correct, n)
+    accuracy = proportion(correct, n)
     calls = sum(o.slm_calls + o.frontier_calls for o in outcomes)
     frontier = sum(o.frontier_calls for o in outcomes)
     cost = sum(o.cost_usd for o in outcomes)
@@ -190,8 +189,8 @@ def summarize_policy(policy: Policy, outcomes: Sequence[CaseOutcome]) -> dict[st
         **asdict(policy),
         "cases": n,
         "correct": correct,
-        "accuracy": correct / n if n else 0.0,
-        "accuracy_ci95": [low, high],
+        "accuracy": accuracy.value or 0.0,
+        "accuracy_ci95": [accuracy.low, accuracy.high],
         "cost_usd": cost,
         "cost_per_case_usd": cost / n if n else 0.0,
         "frontier_calls": frontier,
@@ -223,14 +222,14 @@ def upper_envelope(points: Sequence[tuple[float, float]]) -> list[tuple[float, f
 
 
 def envelope_at(hull: Sequence[tuple[float, float]], share: float) -> float:
-    for (x1, y1), (x2, y2) in zip(hull, hull[1:]):
+    for (x1, y1), (x2, y2) in itertools.pairwise(hull):
         if x1 <= share <= x2:
             return y1 if x2 == x1 else y1 + (y2 - y1) * (share - x1) / (x2 - x1)
     return hull[-1][1] if share >= hull[-1][0] else hull[0][1]
 
 
 def least_share_for(hull: Sequence[tuple[float, float]], target: float) -> float | None:
-    for (x1, y1), (x2, y2) in zip(hull, hull[1:]):
+    for (x1, y1), (x2, y2) in itertools.pairwise(hull):
         if y1 >= target:
             return x1
         if y2 >= target:
@@ -246,7 +245,7 @@ def oracle(by_policy: dict[str, list[CaseOutcome]]) -> dict[str, Any]:
     escalated = [o for o in slm_runs if not o.slm_correct]
     correct = sum(1 for o in slm_runs if o.slm_correct) + sum(1 for o in escalated if o.frontier_correct)
     cost = sum(o.cost_usd for o in slm_runs) + sum(top_runs[o.case_id].cost_usd for o in escalated)
-    return {"accuracy": correct / n, "accuracy_ci95": list(wilson(correct, n)), "frontier_calls_per_case": len(escalated) / n,
+    return {"accuracy": correct / n, "accuracy_ci95": list(wilson_interval(correct, n)), "frontier_calls_per_case": len(escalated) / n,
             "cost_per_case_usd": cost / n, "cost_usd": cost}
 
 
@@ -308,7 +307,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"frontier = {meta['frontier_model']} (${meta['prices']['frontier'][0]:g}/${meta['prices']['frontier'][1]:g}). "
         "Tokens estimated at 4 characters per token; escalation max_retries = 0 (a recording answers a retry identically).",
         "",
-        "| policy | accuracy [95% CI] | cost/case | total cost | frontier calls/case | escalated | verifier on slm: precision / recall | unverified |",
+        "| policy | accuracy [95% CI] | cost/case | total cost | frontier calls/case | escalated "
+        "| verifier on slm: precision / recall | unverified |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in report["policies"]:
@@ -354,7 +354,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         "Accuracy: the graph's returned answer is correct iff the recording of the model that produced it is marked True. "
         "A top-tier verifier failure returns that answer, flagged unverified (on_top_failure = fail). "
         "Verifier precision/recall: a fail on the slm's answer predicts that the slm's recorded answer is wrong. "
-        f"Graph answers that differ from the recorded final number: {sum(s['answer_mismatches'] for s in report['policies'])} (expected 0).",
+        "Graph answers that differ from the recorded final number: "
+        f"{sum(s['answer_mismatches'] for s in report['policies'])} (expected 0).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -373,7 +374,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     sweep = [s for s in policies if s["min_score"] is not None]
     for ax, key in ((ax_cost, "cost_per_case_usd"), (ax_share, "frontier_calls_per_case")):
         scale = 1000.0 if key == "cost_per_case_usd" else 1.0
-        ax.plot([s[key] * scale for s in sweep], [s["accuracy"] for s in sweep], "o-", color="tab:blue", label="tiered, score threshold sweep")
+        ax.plot(
+            [s[key] * scale for s in sweep], [s["accuracy"] for s in sweep], "o-", color="tab:blue", label="tiered, score threshold sweep"
+        )
         for name, style, colour in (("all-slm", "s", "tab:purple"), ("all-frontier", "D", "tab:orange"), ("tiered", "*", "black")):
             s = by[name]
             low, high = s["accuracy_ci95"]
@@ -387,7 +390,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     ax_cost.set_xlabel("cost per case (USD x 1000, estimated tokens)")
     hull = report["headlines"]["frontier_calls"]["envelope"]
-    ax_share.plot([x for x, _ in hull], [y for _, y in hull], "-", color="tab:red", alpha=0.35, linewidth=4, label="envelope (mix of two policies)")
+    ax_share.plot(
+        [x for x, _ in hull], [y for _, y in hull], "-", color="tab:red", alpha=0.35, linewidth=4, label="envelope (mix of two policies)"
+    )
     ax_share.plot(1 - ROUTELLM_GSM8K["cost_reduction"], ROUTELLM_GSM8K["quality_of_strong"] * by["all-frontier"]["accuracy"], "X",
                   color="tab:red", markersize=9, label="RouteLLM published (35% saved at 95%)")
     ax_share.set_xlabel("frontier calls per case")
@@ -458,7 +463,9 @@ def run_benchmark(
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tierflow.evals.bench.replay_gsm8k", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m tierflow.evals.bench.replay_gsm8k", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     parser.add_argument("--dataset", type=Path, help="RouteLLM GSM8K responses CSV (default: the even half in the datasets folder)")
     parser.add_argument("--contaminated", type=Path, help="contaminated_prompts.jsonl (default: next to the CSV, if present)")
     parser.add_argument("--keep-contaminated", action="store_true", help="do not drop contaminated prompts")
@@ -488,4 +495,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tierflow.cli.guard import guard
+
+    sys.exit(guard("python -m tierflow.evals.bench.replay_gsm8k", main))

@@ -78,7 +78,8 @@ def run_messages(messages: Sequence[Message], *, policy: str | None = None, tier
         rows, by_step, walls = [], defaultdict(list), []
         for i, message in enumerate(messages):
             started = time.perf_counter()
-            out = graph.invoke({"request": message.request}, {"configurable": {"thread_id": f"bench-{i}"}}, context=TierRunContext(policy=policy))
+            config = {"configurable": {"thread_id": f"bench-{i}"}}
+            out = graph.invoke({"request": message.request}, config, context=TierRunContext(policy=policy))
             walls.append(time.perf_counter() - started)
             for usage in out.get("ledger", []):
                 by_step[(usage["node"], usage["tier"])].append(usage["latency_s"])
@@ -89,8 +90,11 @@ def run_messages(messages: Sequence[Message], *, policy: str | None = None, tier
                 "escalations": [f"{e['step']} {e['from']}->{e['to']}" for e in out.get("events", []) if e["type"] == "escalate"],
                 "wall_s": walls[-1],
             })
-    steps = {f"{node} on {tier}": dict(zip(("p50_s", "p95_s"), _percentiles(lat)), n=len(lat)) for (node, tier), lat in sorted(by_step.items())}
-    return {"messages": rows, "steps": steps, "run": dict(zip(("p50_s", "p95_s"), _percentiles(walls)))}
+    steps = {
+        f"{node} on {tier}": dict(zip(("p50_s", "p95_s"), _percentiles(lat), strict=True), n=len(lat))
+        for (node, tier), lat in sorted(by_step.items())
+    }
+    return {"messages": rows, "steps": steps, "run": dict(zip(("p50_s", "p95_s"), _percentiles(walls), strict=True))}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,12 +115,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         table.add_column(col, overflow="fold")
     for r in report["messages"]:
         mark = "" if r["expected"] is None else (" [green]ok[/green]" if r["intent"] == r["expected"] else " [red]x[/red]")
-        table.add_row(r["request"][:60], r["expected"] or "", f"{r['intent']}{mark}", str(r["ended"]), ", ".join(r["escalations"]), f"{r['wall_s']:.1f}")
+        table.add_row(
+            r["request"][:60], r["expected"] or "", f"{r['intent']}{mark}", str(r["ended"]), ", ".join(r["escalations"]),
+            f"{r['wall_s']:.1f}",
+        )
     console.print(table)
     graded = [r for r in report["messages"] if r["expected"] is not None]
     right = sum(r["intent"] == r["expected"] for r in graded)
     verified = sum(r["ended"] == "done" for r in report["messages"])
-    console.print(f"intent right: {right}/{len(graded)}; ended verified with no human: {verified}/{len(report['messages'])}", highlight=False)
+    console.print(
+        f"intent right: {right}/{len(graded)}; ended verified with no human: {verified}/{len(report['messages'])}", highlight=False
+    )
     lat = Table(title="latency per step (ledger)")
     for col in ("step on tier", "calls", "p50 s", "p95 s"):
         lat.add_column(col)
@@ -130,4 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tierflow.cli.guard import guard
+
+    sys.exit(guard("python -m tierflow.evals.bench.triage_messages", main))

@@ -32,7 +32,7 @@ class Outcomes:
     cheap_cost: np.ndarray
     ref_cost: np.ndarray
 
-    def take(self, index: np.ndarray) -> "Outcomes":
+    def take(self, index: np.ndarray) -> Outcomes:
         return Outcomes(*(getattr(self, f)[index] for f in ("passed", "cheap_correct", "ref_correct", "cheap_cost", "ref_cost")))
 
     def __len__(self) -> int:
@@ -75,7 +75,9 @@ def outcomes_of(samples: Sequence[StepSample]) -> Outcomes:
     )
 
 
-def evaluate(o: Outcomes, p_right: np.ndarray | None, p_fail: np.ndarray | None, escalate_below: float | None, skip_above: float | None) -> Setting:
+def evaluate(
+    o: Outcomes, p_right: np.ndarray | None, p_fail: np.ndarray | None, escalate_below: float | None, skip_above: float | None
+) -> Setting:
     """The figures of one setting on these cases."""
     n = max(1, len(o))
     routed = np.zeros(len(o), dtype=bool) if p_fail is None or skip_above is None else p_fail > skip_above

@@ -134,7 +134,9 @@ def _calibrate_step(table: StepTable, options: CalibrateOptions) -> StepResult:
         "router": why_no_router or "fitted",
     }
     if chosen is None:
-        result.message = f"no setting reaches {options.target:.0%} of '{options.reference}' quality on these cases, even escalating every answer"
+        result.message = (
+            f"no setting reaches {options.target:.0%} of '{options.reference}' quality on these cases, even escalating every answer"
+        )
         result.figures = figures
         return result
     result.chosen = chosen
@@ -164,7 +166,9 @@ def _held_out(held: list[StepSample], check: CalibratedCheck | None, router: Rou
         p_right = np.ones(len(held))
         rows = np.flatnonzero(o.passed)
         if len(rows):
-            p_right[rows] = predict(check.model, [held[i].signals for i in rows], [held[i].text for i in rows], [held[i].answer for i in rows])
+            p_right[rows] = predict(
+                check.model, [held[i].signals for i in rows], [held[i].text for i in rows], [held[i].answer for i in rows]
+            )
     p_fail = None
     if router is not None:
         p_fail = predict(router.model, [{k: s.signals[k] for k in ROUTER_SIGNALS if k in s.signals} for s in held], [s.text for s in held])

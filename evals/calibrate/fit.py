@@ -18,12 +18,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tierflow.agents.calibration import Calibrator, DenseEmbedding, Ensemble, ProbabilityModel, TextFeatures, embedded_text, hashed_text
 from tierflow.agents.signals import SIZE_SIGNALS
 from tierflow.tools.embeddings import DEFAULT_CONFIG, DEFAULT_DIM
+
+if TYPE_CHECKING:
+    # Imported where used (scikit-learn and scipy load slowly); untyped, so Any to mypy.
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import LogisticRegression
 
 __all__ = ["FitSettings", "Fitted", "fit_probability", "predict", "expected_calibration_error", "reliability_bins"]
 
@@ -65,7 +71,9 @@ def _standardiser(signals: Sequence[Mapping[str, float]], names: Sequence[str]) 
     return kept, means, scales
 
 
-def _design(model: ProbabilityModel, signals: Sequence[Mapping[str, float]], texts: Sequence[str], answers: Sequence[str] | None) -> object:
+def _design(
+    model: ProbabilityModel, signals: Sequence[Mapping[str, float]], texts: Sequence[str], answers: Sequence[str] | None
+) -> csr_matrix:
     from scipy import sparse
 
     blocks = [sparse.csr_matrix(np.array([model.numeric_row(s) for s in signals], dtype=float).reshape(len(signals), len(model.signals)))]
@@ -78,7 +86,9 @@ def _design(model: ProbabilityModel, signals: Sequence[Mapping[str, float]], tex
     return sparse.hstack(blocks, format="csr")
 
 
-def _shell(names: Sequence[str], signals: Sequence[Mapping[str, float]], settings: FitSettings, use_text: bool, use_answer: bool) -> ProbabilityModel:
+def _shell(
+    names: Sequence[str], signals: Sequence[Mapping[str, float]], settings: FitSettings, use_text: bool, use_answer: bool
+) -> ProbabilityModel:
     kept, means, scales = _standardiser(signals, names)
     text = TextFeatures(n_features=settings.text_features, weight=settings.text_weight) if use_text else None
     answer = TextFeatures(n_features=settings.text_features, weight=settings.text_weight) if use_answer else None
@@ -91,7 +101,7 @@ def _shell(names: Sequence[str], signals: Sequence[Mapping[str, float]], setting
     return shell.model_copy(update={"text": text, "answer": answer, "embedding": embedding, "coef": [0.0] * width})
 
 
-def _logistic(c: float, seed: int) -> object:
+def _logistic(c: float, seed: int) -> LogisticRegression:
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=c, max_iter=5000, random_state=seed)
@@ -104,13 +114,13 @@ def _folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.nd
     return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
 
-def _choose_c(x: object, y: np.ndarray, settings: FitSettings) -> float:
+def _choose_c(x: csr_matrix, y: np.ndarray, settings: FitSettings) -> float:
     best, best_loss = _C_GRID[0], math.inf
     for c in _C_GRID:
         loss = 0.0
         for train, test in _folds(y, 3, settings.seed):
-            lr = _logistic(c, settings.seed).fit(x[train], y[train])  # type: ignore[index,attr-defined]
-            p = np.clip(lr.predict_proba(x[test])[:, 1], 1e-6, 1 - 1e-6)  # type: ignore[index,attr-defined]
+            lr = _logistic(c, settings.seed).fit(x[train], y[train])
+            p = np.clip(lr.predict_proba(x[test])[:, 1], 1e-6, 1 - 1e-6)
             loss -= float(np.sum(y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p)))
         if loss < best_loss:
             best, best_loss = c, loss
@@ -123,16 +133,16 @@ def _calibrator(scores: np.ndarray, y: np.ndarray, settings: FitSettings) -> Cal
 
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, y)
         return Calibrator(method="isotonic", x=[float(v) for v in iso.X_thresholds_], y=[float(v) for v in iso.y_thresholds_])
-    platt = _logistic(1e6, settings.seed).fit(scores.reshape(-1, 1), y)  # type: ignore[attr-defined]
+    platt = _logistic(1e6, settings.seed).fit(scores.reshape(-1, 1), y)
     return Calibrator(method="sigmoid", a=-float(platt.coef_[0][0]), b=-float(platt.intercept_[0]))
 
 
-def _fit_once(shell: ProbabilityModel, x: object, y: np.ndarray, c: float, settings: FitSettings) -> ProbabilityModel:
+def _fit_once(shell: ProbabilityModel, x: csr_matrix, y: np.ndarray, c: float, settings: FitSettings) -> ProbabilityModel:
     """Logistic regression on all rows; its calibrator on out-of-fold scores of the same rows."""
-    lr = _logistic(c, settings.seed).fit(x, y)  # type: ignore[attr-defined]
+    lr = _logistic(c, settings.seed).fit(x, y)
     scores = np.zeros(len(y))
     for train, test in _folds(y, settings.folds, settings.seed):
-        scores[test] = _logistic(c, settings.seed).fit(x[train], y[train]).decision_function(x[test])  # type: ignore[index,attr-defined]
+        scores[test] = _logistic(c, settings.seed).fit(x[train], y[train]).decision_function(x[test])
     return shell.model_copy(
         update={
             # Six significant digits: the artifact stays small, the probabilities move < 1e-5.
@@ -143,9 +153,10 @@ def _fit_once(shell: ProbabilityModel, x: object, y: np.ndarray, c: float, setti
     )
 
 
-def _predict(model: ProbabilityModel, x: object) -> np.ndarray:
-    raw = np.asarray(x @ np.array(model.coef)).ravel() + model.intercept  # type: ignore[operator]
-    return np.clip(np.array([model.calibrator(float(s)) for s in raw]), 0.0, 1.0)
+def _predict(model: ProbabilityModel, x: csr_matrix) -> np.ndarray:
+    raw = np.asarray(x @ np.array(model.coef)).ravel() + model.intercept
+    probabilities: np.ndarray = np.clip(np.array([model.calibrator(float(s)) for s in raw]), 0.0, 1.0)
+    return probabilities
 
 
 def fit_probability(
@@ -185,7 +196,8 @@ def predict(
     model: Ensemble, signals: Sequence[Mapping[str, float]], texts: Sequence[str], answers: Sequence[str] | None = None
 ) -> np.ndarray:
     """Vectorised `Ensemble.probability` over many rows (the same numbers)."""
-    return np.mean([_predict(m, _design(m, signals, texts, answers)) for m in model.members], axis=0)
+    mean: np.ndarray = np.mean([_predict(m, _design(m, signals, texts, answers)) for m in model.members], axis=0)
+    return mean
 
 
 def reliability_bins(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:

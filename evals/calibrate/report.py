@@ -22,7 +22,8 @@ def _interval(values: list[float] | None) -> str:
 
 def summary_lines(run: CalibrationRun) -> list[str]:
     """The lines the command prints: per step, what was chosen and what it is expected to give."""
-    lines = [f"calibration {run.artifact.version} of '{run.artifact.graph}': target {run.artifact.target:.0%} of '{run.artifact.reference}' quality"]
+    artifact = run.artifact
+    lines = [f"calibration {artifact.version} of '{artifact.graph}': target {artifact.target:.0%} of '{artifact.reference}' quality"]
     for result in run.steps:
         head = f"  {result.step} ({result.tier})"
         chosen = result.figures.get("chosen")
@@ -42,8 +43,15 @@ def summary_lines(run: CalibrationRun) -> list[str]:
         )
         baseline = result.figures.get("baseline")
         if baseline:
-            lines.append(f"    without calibration (checks only): quality {_pct(baseline['quality_ratio'])}, cost saved {_pct(baseline['cost_saved'])}")
-        eces = [f"{name} ECE {result.figures[key]:.3f}" for name, key in (("check", "check_ece"), ("router", "router_ece")) if result.figures.get(key) is not None]
+            lines.append(
+                f"    without calibration (checks only): quality {_pct(baseline['quality_ratio'])}, "
+                f"cost saved {_pct(baseline['cost_saved'])}"
+            )
+        eces = [
+            f"{name} ECE {result.figures[key]:.3f}"
+            for name, key in (("check", "check_ece"), ("router", "router_ece"))
+            if result.figures.get(key) is not None
+        ]
         if eces:
             lines.append(f"    calibration error (out of fold): {', '.join(eces)}")
         held = result.figures.get("held_out")
@@ -96,7 +104,8 @@ def write_report(run: CalibrationRun, folder: Path) -> list[Path]:
     """report.json, report.md and one PNG per calibrated step, under `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    data = {"artifact": run.artifact.version, "graph": run.artifact.graph, "steps": {r.step: {"tier": r.tier, "message": r.message, **r.figures} for r in run.steps}, "left_out": run.left_out}
+    steps = {r.step: {"tier": r.tier, "message": r.message, **r.figures} for r in run.steps}
+    data = {"artifact": run.artifact.version, "graph": run.artifact.graph, "steps": steps, "left_out": run.left_out}
     (folder / "report.json").write_text(json.dumps(data, indent=2, default=float), encoding="utf-8")
     lines = ["# Calibration report", "", *[f"    {line}" for line in summary_lines(run)], ""]
     for result in run.steps:

@@ -1,4 +1,4 @@
-"""File reading shared by the loaders: every failure names the file and what to do."""
+"""File reading shared by the loaders, and the error they raise: every failure names the file and what to do."""
 
 from __future__ import annotations
 
@@ -7,11 +7,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tierflow.model_tiers.errors import ConfigError
+from tierflow.model_tiers.errors import ConfigError, TierflowError
 
-from .cases import DatasetFormatError
+__all__ = ["DatasetFormatError", "existing_file", "read_csv_rows", "read_json", "read_jsonl", "file_stem"]
 
-__all__ = ["existing_file", "read_csv_rows", "read_json", "read_jsonl", "file_stem"]
+
+class DatasetFormatError(TierflowError, ValueError):
+    """A dataset file does not have the shape its loader expects.
+
+    The message names the file and, where known, the row, so the fix is to pass the right
+    file (or format) rather than to debug the loader.
+    """
+
+    def __init__(self, path: str | Path, message: str, *, row: int | str | None = None) -> None:
+        self.path = str(path)
+        self.row = row
+        where = f"{path} (row {row})" if row is not None else str(path)
+        super().__init__(f"{where}: {message}")
 
 
 def existing_file(path: str | Path, what: str) -> Path:

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .cases import Case, Dataset, DatasetFormatError, DatasetSource
 from ._files import existing_file, read_jsonl
+from .cases import Case, Dataset, DatasetFormatError, DatasetSource, FrozenModel
 
 __all__ = [
     "ChatMessage",
@@ -38,14 +38,12 @@ _ItemT = TypeVar("_ItemT", bound=BaseModel)
 _FILE_NAME = re.compile(r"^BFCL_v\d+_(?P<category>.+?)\.jsonl?$")
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ChatMessage(FrozenModel):
     role: str
     content: str
 
 
-class FunctionDoc(BaseModel):
+class FunctionDoc(FrozenModel):
     """A function the model may call: BFCL's JSON-Schema-like description, kept as given
     (its type names are BFCL's: ``dict``, ``float``, ``tuple``, ``any``...)."""
 
@@ -120,22 +118,16 @@ def bfcl_json_schema(schema: Any) -> Any:
 class ExpectedCall(BaseModel):
     """One call the model must make: the function and, per parameter, every accepted value."""
 
-    model_config = ConfigDict(frozen=True)
-
     name: str
     accepted_arguments: dict[str, list[Any]]
 
 
-class FunctionCallInputs(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class FunctionCallInputs(FrozenModel):
     messages: list[ChatMessage]
     functions: list[FunctionDoc]
 
 
-class FunctionCallExpected(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class FunctionCallExpected(FrozenModel):
     category: str
     # Empty for irrelevance: the only right answer is no call at all.
     calls: list[ExpectedCall] = Field(default_factory=list)

@@ -23,13 +23,14 @@ from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tierflow.model_tiers.errors import TierflowError
+from ._files import DatasetFormatError, read_jsonl
 
 __all__ = [
     "Case",
     "Dataset",
     "DatasetSource",
     "DatasetFormatError",
+    "FrozenModel",
     "sample_rank",
 ]
 
@@ -41,34 +42,23 @@ ExpectedT = TypeVar("ExpectedT")
 _HEADER_KEY = "__dataset__"
 
 
-class DatasetFormatError(TierflowError, ValueError):
-    """A dataset file does not have the shape its loader expects.
-
-    The message names the file and, where known, the row, so the fix is to pass the right
-    file (or format) rather than to debug the loader.
-    """
-
-    def __init__(self, path: str | Path, message: str, *, row: int | str | None = None) -> None:
-        self.path = str(path)
-        self.row = row
-        where = f"{path} (row {row})" if row is not None else str(path)
-        super().__init__(f"{where}: {message}")
-
-
-class DatasetSource(BaseModel):
-    """Where a dataset was read from: the file and the format its loader parsed."""
+class FrozenModel(BaseModel):
+    """A pydantic model whose instances cannot change: cases, their inputs and expectations
+    are values, shared by every policy's run of a case."""
 
     model_config = ConfigDict(frozen=True)
+
+
+class DatasetSource(FrozenModel):
+    """Where a dataset was read from: the file and the format its loader parsed."""
 
     path: str
     format: str
 
 
-class Case(BaseModel, Generic[InputsT, ExpectedT]):
+class Case(FrozenModel, Generic[InputsT, ExpectedT]):
     """One example: what the graph receives (``inputs``) and what a grader accepts
     (``expected``). ``id`` is derived from the source row, so it is stable across runs."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     inputs: InputsT
@@ -170,8 +160,6 @@ class Dataset(BaseModel, Generic[InputsT, ExpectedT]):
     def from_jsonl(cls, path: str | Path) -> Self:
         """Read a file written by ``to_jsonl``. Call it on the parametrised class
         (``Dataset[IntentInputs, IntentExpected].from_jsonl(p)``) to get typed cases."""
-        from ._files import read_jsonl  # _files imports this module's error type
-
         source = Path(path)
         try:
             lines = read_jsonl(source)

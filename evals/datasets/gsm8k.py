@@ -13,11 +13,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from tierflow.agents.numbers import extract_final_number
 
-from .cases import Case, Dataset, DatasetFormatError, DatasetSource
 from ._files import existing_file, file_stem, read_csv_rows, read_jsonl
-from .numbers import extract_final_number
+from .cases import Case, Dataset, DatasetFormatError, DatasetSource, FrozenModel
 
 __all__ = [
     "contaminated_prompts",
@@ -36,10 +35,8 @@ ROUTELLM_STRONG_MODEL = "gpt-4-1106-preview"
 _BOOLEANS = {"True": True, "False": False}
 
 
-class RecordedAnswer(BaseModel):
+class RecordedAnswer(FrozenModel):
     """What one model answered and whether RouteLLM graded it correct."""
-
-    model_config = ConfigDict(frozen=True)
 
     model: str
     response: str
@@ -47,15 +44,11 @@ class RecordedAnswer(BaseModel):
     final_number: float | None
 
 
-class MathInputs(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class MathInputs(FrozenModel):
     question: str
 
 
-class MathExpected(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class MathExpected(FrozenModel):
     weak: RecordedAnswer
     strong: RecordedAnswer
     # The final number shared by every answer graded correct; None when no answer was

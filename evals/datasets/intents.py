@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
-from .cases import Case, Dataset, DatasetFormatError, DatasetSource
 from ._files import existing_file, file_stem, read_csv_rows, read_json
+from .cases import Case, Dataset, DatasetFormatError, DatasetSource, FrozenModel
 
 __all__ = [
     "OUT_OF_SCOPE_LABEL",
@@ -30,15 +28,11 @@ __all__ = [
 OUT_OF_SCOPE_LABEL = "oos"
 
 
-class IntentInputs(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class IntentInputs(FrozenModel):
     text: str
 
 
-class IntentExpected(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class IntentExpected(FrozenModel):
     label: str
     out_of_scope: bool = False
 

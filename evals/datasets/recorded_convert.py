@@ -34,12 +34,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from tierflow.agents.numbers import extract_final_number
 from tierflow.model_tiers.errors import ConfigError, TierflowError
 from tierflow.model_tiers.providers.recorded import RecordedCase, RecordedOutcome, write_recorded
 
 from .cases import DatasetFormatError
 from .gsm8k import contaminated_prompts
-from .numbers import extract_final_number
 
 __all__ = ["LAYOUTS", "convert_routellm_gsm8k", "convert_routellm_mmlu", "summary_line", "main"]
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from .cases import Case, Dataset, DatasetFormatError, DatasetSource
 from ._files import existing_file, file_stem, read_json
+from .cases import Case, Dataset, DatasetFormatError, DatasetSource, FrozenModel
 
 __all__ = [
     "RESTAURANT8K_SLOTS",
@@ -32,10 +32,8 @@ __all__ = [
 RESTAURANT8K_SLOTS: tuple[str, ...] = ("date", "time", "people", "first_name", "last_name")
 
 
-class SlotSpan(BaseModel):
+class SlotSpan(FrozenModel):
     """One labelled value: ``text == utterance[start:end]``."""
-
-    model_config = ConfigDict(frozen=True)
 
     slot: str
     start: int = Field(ge=0)
@@ -49,17 +47,13 @@ class SlotSpan(BaseModel):
         return self
 
 
-class SlotInputs(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class SlotInputs(FrozenModel):
     text: str
     # The slot(s) the system had just asked for: context that disambiguates "7" (people or time?).
     requested_slots: list[str] = Field(default_factory=list)
 
 
-class SlotExpected(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class SlotExpected(FrozenModel):
     spans: list[SlotSpan] = Field(default_factory=list)
 
     def slot_values(self) -> dict[str, list[str]]:

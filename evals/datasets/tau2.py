@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tierflow.tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES
 
-from .cases import Case, Dataset, DatasetFormatError, DatasetSource
 from ._files import existing_file, read_json
+from .cases import Case, Dataset, DatasetFormatError, DatasetSource, FrozenModel
 
 __all__ = [
     "READ_ONLY_RETAIL_TOOLS",
@@ -46,10 +46,8 @@ class UserInstructions(BaseModel):
     domain: str | None = None
 
 
-class GoldAction(BaseModel):
+class GoldAction(FrozenModel):
     """One tool call of the gold trajectory."""
-
-    model_config = ConfigDict(frozen=True)
 
     action_id: str
     name: str
@@ -58,18 +56,14 @@ class GoldAction(BaseModel):
     compare_args: list[str] | None = None
 
 
-class RetailTaskInputs(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class RetailTaskInputs(FrozenModel):
     task_id: str
     customer_request: str
     instructions: UserInstructions
     persona: str | None = None
 
 
-class RetailTaskExpected(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class RetailTaskExpected(FrozenModel):
     actions: list[GoldAction]
     communicate_info: list[str] = Field(default_factory=list)
     nl_assertions: list[str] = Field(default_factory=list)

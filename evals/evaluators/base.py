@@ -75,9 +75,10 @@ def run_evaluator(evaluator: EvaluatorLike, output: Any, case: Any) -> Evaluatio
     """Grade ``output`` for ``case``; an exception or a wrong return type is recorded as a
     failed result (``details["error"]``), never raised. KeyboardInterrupt still stops the run."""
     name = evaluator_name(evaluator)
-    evaluate = getattr(evaluator, "evaluate", evaluator)
+    evaluate = evaluator.evaluate if isinstance(evaluator, Evaluator) else evaluator
     try:
-        result = evaluate(output, case)
+        # Typed as whatever came back: user evaluators are checked for their return type below.
+        result: object = evaluate(output, case)
     except Exception as err:  # recorded as a failed verdict, with the error, below
         return EvaluationResult(
             name=name,

@@ -92,7 +92,7 @@ def parse_function_calls(output: Any) -> list[FunctionCall]:
         output = tool_calls
     if isinstance(output, (str, bytes)):
         raise EvaluationError("output is text, not function calls")
-    if isinstance(output, Mapping) or isinstance(output, (FunctionCall, BaseModel)):
+    if isinstance(output, (Mapping, FunctionCall, BaseModel)):
         return [_one_call(output)]
     if isinstance(output, Sequence):
         return [_one_call(item) for item in output]
@@ -134,14 +134,14 @@ def _same(value: Any, candidate: Any, schema: Mapping[str, Any] | None = None) -
         if not isinstance(value, (list, tuple)) or len(value) != len(candidate):
             return False
         item_schema = (schema or {}).get("items")
-        return all(_same(item, option, item_schema) for item, option in zip(value, candidate))
+        return all(_same(item, option, item_schema) for item, option in zip(value, candidate, strict=True))
     if isinstance(candidate, bool) or isinstance(value, bool):
         return isinstance(candidate, bool) and isinstance(value, bool) and candidate == value
     if isinstance(candidate, (int, float)):
         return isinstance(value, (int, float)) and math.isclose(value, candidate, rel_tol=1e-9, abs_tol=1e-12)
     if isinstance(candidate, str):
         return isinstance(value, str) and standardise_string(value) == standardise_string(candidate)
-    return value == candidate
+    return bool(value == candidate)
 
 
 def _name_matches(actual: str, expected: str) -> bool:

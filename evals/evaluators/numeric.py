@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tierflow.agents.numbers import extract_final_number, parse_number
 from tierflow.evals.datasets.gsm8k import MathCase
-from tierflow.evals.datasets.numbers import extract_final_number, parse_number
 
 from .base import EvaluationError, EvaluationResult, verdict
 

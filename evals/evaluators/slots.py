@@ -115,9 +115,9 @@ def slot_f1(pairs: Iterable[tuple[GoldSlots, PredictedSlots]], slots: Sequence[s
             continue
         precision, recall, f1 = precision_recall_f1(c["tp"], c["fp"], c["fn"])
         per_slot[slot] = {**c, "precision": precision, "recall": recall, "f1": f1}
-    tp = sum(c["tp"] for c in per_slot.values())
-    fp = sum(c["fp"] for c in per_slot.values())
-    fn = sum(c["fn"] for c in per_slot.values())
+    tp = sum(totals[slot]["tp"] for slot in per_slot)
+    fp = sum(totals[slot]["fp"] for slot in per_slot)
+    fn = sum(totals[slot]["fn"] for slot in per_slot)
     micro_precision, micro_recall, micro = precision_recall_f1(tp, fp, fn)
     if tp + fp + fn == 0:
         micro = 1.0  # nothing to find and nothing predicted: every case is right

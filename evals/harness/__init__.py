@@ -1,4 +1,6 @@
-"""The eval harness: declare a `Suite`, compare routing `Policy`s on it, and report.
+"""Internal (the public surface is `tierflow.evaluate`).
+
+The eval harness: declare a `Suite`, compare routing `Policy`s on it, and report.
 
 `run_eval(suite, EvalSettings(...))` runs every case under every policy through the
 graph (concurrently, resumably), then writes report.json, report.md and

@@ -18,11 +18,11 @@ from tierflow.evals.harness.records import ResultStore, RunManifest
 from tierflow.evals.harness.report import EvalReport, build_report, write_report
 from tierflow.evals.harness.runner import RunCounts, run_cases
 from tierflow.evals.harness.suite import Suite
-from tierflow.graphs.catalog import resolve_graph
+from tierflow.graphs.catalog import GraphEntry, resolve_graph
 from tierflow.model_tiers import ConfigError, TierConfig, TierRegistry, load_tier_config
 from tierflow.model_tiers.call_cache import CALL_CACHE_FILE, SQLiteCallCache
-from tierflow.model_tiers.providers.replay import replayed_from
 from tierflow.model_tiers.home import home_dir
+from tierflow.model_tiers.providers.replay import replayed_from
 
 __all__ = ["EvalSettings", "EvalResult", "run_eval", "default_out_dir", "effective_tier_config"]
 
@@ -71,15 +71,19 @@ def effective_tier_config(config: TierConfig) -> dict[str, Any]:
 def default_out_dir(suite: Suite, tier_config: Mapping[str, Any], policies: Sequence[Policy], split: str | None = None) -> Path:
     """`<data dir>/evals/<graph>-<suite>-<fingerprint>`: the same settings resume the same
     folder; other tiers or run-context overrides get their own."""
-    overrides = sorted({json.dumps({k: v for k, v in p.context_dict().items() if k not in ("policy", "confidence_threshold")}, sort_keys=True) for p in policies})
+    kept_apart = ("policy", "confidence_threshold")
+    overrides = sorted({json.dumps({k: v for k, v in p.context_dict().items() if k not in kept_apart}, sort_keys=True) for p in policies})
     blob = json.dumps({"tiers": tier_config, "overrides": overrides, **({"split": split} if split else {})}, sort_keys=True).encode()
     # A graph named by reference (my_pkg.agent:WORKFLOW, path/to/agent.py:WORKFLOW) gets a folder-safe name.
     graph = "".join(c if c.isalnum() or c in "-_" else "_" for c in suite.graph.rsplit("/", 1)[-1])
     return home_dir() / "evals" / f"{graph}-{suite.name}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
-def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
-    """Run `suite` under `settings.policies` and write report.json / report.md / cost_quality.png."""
+def run_eval(suite: Suite, settings: EvalSettings, *, graph: GraphEntry | None = None) -> EvalResult:
+    """Run `suite` under `settings.policies` and write report.json / report.md / cost_quality.png.
+
+    `graph`: the graph to run, when the caller holds it already (a Workflow object given to
+    `tierflow.evaluate`, which no name may find); default: `suite.graph` resolved by name."""
     if not settings.policies:
         raise ConfigError("an eval needs at least one policy")
     if settings.limit is not None and settings.limit < 1:
@@ -97,7 +101,9 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
     dataset = suite.load_cases(settings.dataset_path, settings.limit, settings.seed, settings.split)
     if not dataset.cases:
         raise ConfigError(f"the dataset {dataset.source.path} has no cases for suite '{suite.name}'")
-    out_dir = Path(settings.out_dir) if settings.out_dir is not None else default_out_dir(suite, tier_config, settings.policies, settings.split)
+    out_dir = (
+        Path(settings.out_dir) if settings.out_dir is not None else default_out_dir(suite, tier_config, settings.policies, settings.split)
+    )
     store = ResultStore(out_dir)
     manifest = store.open(
         RunManifest(
@@ -112,7 +118,7 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
     )
     counts = RunCounts()
     if not settings.report_only:
-        counts = _run_pending(suite, settings, dataset, store, out_dir, config)
+        counts = _run_pending(suite, settings, dataset, store, out_dir, config, graph or resolve_graph(suite.graph))
     records = store.load_all([p.name for p in settings.policies])
     report = build_report(
         suite, dataset, settings.policies, records, manifest, sample={"limit": settings.limit, "seed": settings.seed}
@@ -121,9 +127,9 @@ def run_eval(suite: Suite, settings: EvalSettings) -> EvalResult:
 
 
 def _run_pending(
-    suite: Suite, settings: EvalSettings, dataset: Dataset[Any, Any], store: ResultStore, out_dir: Path, config: TierConfig
+    suite: Suite, settings: EvalSettings, dataset: Dataset[Any, Any], store: ResultStore, out_dir: Path, config: TierConfig,
+    entry: GraphEntry,
 ) -> RunCounts:
-    entry = resolve_graph(suite.graph)
     kinds = {s.name: str(s.kind) for s in entry.workflow.all_steps}
     resources = suite.open_resources(out_dir) if suite.open_resources is not None else None
     # The registry of the config the manifest records (replay tiers repointed, if so); one

@@ -46,7 +46,7 @@ class Policy:
         """The context's set fields (what the report and the run manifest record)."""
         return {k: v for k, v in asdict(self.context).items() if v is not None}
 
-    def with_overrides(self, **fields: Any) -> "Policy":
+    def with_overrides(self, **fields: Any) -> Policy:
         """The same policy with more run-context fields set (None values are ignored)."""
         chosen = {k: v for k, v in fields.items() if v is not None}
         return replace(self, context=replace(self.context, **chosen)) if chosen else self

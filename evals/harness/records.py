@@ -30,6 +30,7 @@ from tierflow.evals.evaluators.base import EvaluationResult
 from tierflow.model_tiers import ConfigError, TierflowError, redact
 
 __all__ = [
+    "ChatRole",
     "ChatTurn",
     "AttemptTrace",
     "StepTrace",
@@ -53,12 +54,15 @@ class RunFolderError(TierflowError):
     """A run folder's files are not what this harness wrote (or belong to another run)."""
 
 
+ChatRole = Literal["system", "user", "assistant", "tool"]
+
+
 class ChatTurn(BaseModel):
     """One chat message in OpenAI chat format (what a fine-tuning file holds)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant", "tool"]
+    role: ChatRole
     content: str
     tool_calls: list[dict[str, Any]] | None = None
 

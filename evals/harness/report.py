@@ -26,6 +26,7 @@ from tierflow.evals.harness.policies import Policy
 from tierflow.evals.harness.records import CaseRecord, RunManifest, utc_now
 from tierflow.evals.harness.stats import Estimate, bootstrap_estimate, percentile, precision_recall, proportion
 from tierflow.evals.harness.suite import Suite
+from tierflow.model_tiers.ledger import TierTotals
 
 __all__ = [
     "VerifierScore",
@@ -74,15 +75,16 @@ class VerifierScore(BaseModel):
     precision: float | None
     recall: float | None
 
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        """(tp, fp, fn, tn): a failed verdict is a positive, a wrong candidate a true one."""
+        return self.tp, self.fp, self.fn, self.tn
 
-class LedgerRow(BaseModel):
+
+class LedgerRow(TierTotals):
+    """One node's calls on one tier, and the verifier's verdicts on them."""
+
     node: str
-    tier: str
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_s: float = 0.0
     passed: int = 0
     failed: int = 0
     faults: int = 0
@@ -118,6 +120,14 @@ class PolicyMetrics(BaseModel):
     # Ledger rows answered from the run's call cache, and the model time they saved.
     cache_hits: int = 0
     cache_saved_s: float = 0.0
+
+    def verifier_on(self, node: str, tier: str) -> VerifierScore:
+        """The verifier's score on `node`'s first candidates on `tier`."""
+        for score in self.verifier:
+            if score.node == node and score.tier == tier:
+                return score
+        judged = ", ".join(f"{v.node} on {v.tier}" for v in self.verifier) or "nothing"
+        raise KeyError(f"policy {self.policy!r} has no verifier score for {node} on {tier}; it judged: {judged}")
 
 
 class EvalReport(BaseModel):
@@ -183,11 +193,10 @@ def _ledger_rows(records: Sequence[CaseRecord]) -> list[LedgerRow]:
         for usage in record.ledger:
             node, tier = str(usage.get("node") or "?"), str(usage.get("tier"))
             row = rows.setdefault((node, tier), LedgerRow(node=node, tier=tier))
-            row.calls += 1
-            row.input_tokens += int(usage.get("input_tokens", 0))
-            row.output_tokens += int(usage.get("output_tokens", 0))
-            row.cost_usd += float(usage.get("cost_usd", 0.0))
-            row.latency_s += float(usage.get("latency_s", 0.0))
+            row.add(
+                int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)),
+                float(usage.get("latency_s", 0.0)), float(usage.get("cost_usd", 0.0)),
+            )
             verdict = usage.get("verdict")
             row.passed += verdict == "pass"
             row.failed += verdict == "fail"
@@ -221,7 +230,7 @@ def policy_metrics(
     total_cost = sum(r.cost_usd for r in records)
     walls = [r.wall_s for r in records]
     saved = [sum(float(u.get("saved_s") or 0.0) for u in r.ledger) for r in records]
-    model_times = [r.model_latency_s + s for r, s in zip(records, saved)]
+    model_times = [r.model_latency_s + s for r, s in zip(records, saved, strict=True)]
     return PolicyMetrics(
         policy=policy.name,
         description=policy.description,
@@ -285,11 +294,11 @@ def build_report(
     for policy in policies:
         mine = [r for cid, r in (records.get(policy.name) or {}).items() if cid in common]
         metrics.append(policy_metrics(suite, policy, mine, cases, frontier_tier=frontier, expected_cases=len(cases)))
-    reference = next((m for m in metrics if m.policy == "all-frontier" and m.cost_usd_per_case), None)
+    reference = next((m.cost_usd_per_case for m in metrics if m.policy == "all-frontier" and m.cost_usd_per_case), None)
     if reference is not None:
         for m in metrics:
             if m.cost_usd_per_case is not None:
-                m.cost_vs_all_frontier = m.cost_usd_per_case / reference.cost_usd_per_case  # type: ignore[operator]
+                m.cost_vs_all_frontier = m.cost_usd_per_case / reference
     descriptions = {name: suite.metric_notes.get(name, "") for name in suite.metric_names}
     descriptions |= {a.name: a.description for a in suite.aggregates}
     return EvalReport(
@@ -346,7 +355,8 @@ def render_markdown(report: EvalReport) -> str:
         "## Policies",
         "",
         "| policy | cases | " + " | ".join(f"{n} (95% CI)" for n in names)
-        + " | cost $ | $/case | vs all-frontier | frontier calls | p50 s | p95 s | model p50 s | escalated | escalation success | human | errors |",
+        + " | cost $ | $/case | vs all-frontier | frontier calls | p50 s | p95 s | model p50 s"
+        + " | escalated | escalation success | human | errors |",
         "|---" * (len(names) + 14) + "|",
     ]
     for p in report.policies:
@@ -355,20 +365,27 @@ def render_markdown(report: EvalReport) -> str:
             f"| {p.policy} | {p.cases}{missing} | " + " | ".join(_est(p.quality[n]) for n in names)
             + f" | {p.cost_usd_total:.6f} | {_num(p.cost_usd_per_case, 6)} | {_pct(p.cost_vs_all_frontier)}"
             f" | {_pct(p.frontier_call_share)} ({p.frontier_calls}/{p.calls}) | {_num(p.latency_p50_s)} | {_num(p.latency_p95_s)}"
-            f" | {_num(p.model_latency_p50_s)} | {_pct(p.escalation_rate.value)} | {_est(p.escalation_success) if p.escalation_success else 'n/a'}"
+            f" | {_num(p.model_latency_p50_s)} | {_pct(p.escalation_rate.value)}"
+            f" | {_est(p.escalation_success) if p.escalation_success else 'n/a'}"
             f" | {_pct(p.human_rate.value)} | {_pct(p.error_rate.value)} |"
         )
     lines += ["", "## Verifier precision / recall (first candidate per tier; positive = verifier failed it)", ""]
     rows = [(p.policy, v) for p in report.policies for v in p.verifier]
     if rows:
-        lines += ["| policy | node | tier | judged | fail & wrong | fail & right | pass & wrong | pass & right | precision | recall |", "|---" * 10 + "|"]
+        lines += [
+            "| policy | node | tier | judged | fail & wrong | fail & right | pass & wrong | pass & right | precision | recall |",
+            "|---" * 10 + "|",
+        ]
         lines += [
             f"| {pol} | {v.node} | {v.tier} | {v.judged} | {v.tp} | {v.fp} | {v.fn} | {v.tn} | {_pct(v.precision)} | {_pct(v.recall)} |"
             for pol, v in rows
         ]
     else:
         lines.append("No step of this suite has ground truth for its candidates.")
-    lines += ["", "## Model calls per node and tier", "", "| policy | node | tier | calls | tokens in | tokens out | cost $ | model s | pass | fail | fault |", "|---" * 11 + "|"]
+    lines += [
+        "", "## Model calls per node and tier", "",
+        "| policy | node | tier | calls | tokens in | tokens out | cost $ | model s | pass | fail | fault |", "|---" * 11 + "|",
+    ]
     for p in report.policies:
         for r in p.ledger:
             lines.append(

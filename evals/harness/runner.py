@@ -25,31 +25,33 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import closing
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tierflow.evals.datasets import Case, Dataset
 from tierflow.evals.evaluators.base import EvaluationError, run_evaluator
 from tierflow.evals.harness.policies import Policy
-from tierflow.evals.harness.records import AttemptTrace, CaseRecord, ChatTurn, ResultStore, StepTrace
-from tierflow.evals.harness.suite import GraphOutcome, Suite
+from tierflow.evals.harness.records import AttemptTrace, CaseRecord, ChatRole, ChatTurn, ResultStore, StepTrace
+from tierflow.evals.harness.suite import GraphOutcome, OutcomeStatus, Suite
 from tierflow.model_tiers import ConfigError
+from tierflow.model_tiers.ledger import Verdict
 
 __all__ = ["PromptRecorder", "RunCounts", "build_step_traces", "run_case", "run_cases", "to_chat_turns", "jsonable"]
 
 _ESCALATION_EVENTS = frozenset({"escalate", "fallback"})
-_ROLE_OF = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
+_ROLE_OF: dict[str, ChatRole] = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
 
 
 def jsonable(value: Any) -> Any:
@@ -68,7 +70,7 @@ def to_chat_turns(messages: Sequence[BaseMessage]) -> list[ChatTurn]:
                 {"id": c.get("id") or f"call_{i}", "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
                 for i, c in enumerate(message.tool_calls)
             ]
-        turns.append(ChatTurn(role=_ROLE_OF.get(message.type, "user"), content=content, tool_calls=calls))  # type: ignore[arg-type]
+        turns.append(ChatTurn(role=_ROLE_OF.get(message.type, "user"), content=content, tool_calls=calls))
     return turns
 
 
@@ -110,7 +112,7 @@ class PromptRecorder(BaseCallbackHandler):
             return [call for (n, _), call in self._first_call.items() if n == node]
 
 
-_Verdict = tuple[str | None, str | None, dict[str, float] | None]
+_Verdict = tuple[Verdict | None, str | None, dict[str, float] | None]
 
 
 def _verdicts(values: Mapping[str, Any]) -> dict[tuple[str, int], _Verdict]:
@@ -171,10 +173,13 @@ def build_step_traces(
                 value=jsonable(value),
                 error_kind=proposal.get("error_kind"),
                 error=proposal.get("error"),
-                verdict=verdict,  # type: ignore[arg-type]
+                verdict=verdict,
                 reason=reason,
                 signals=signals,
-                correct=None if proposal.get("tier") is None or proposal.get("error_kind") == "fault" else _truth(suite, node, value, case, (proposal.get("usage") or {}).get("model")),
+                correct=(
+                    None if proposal.get("tier") is None or proposal.get("error_kind") == "fault"
+                    else _truth(suite, node, value, case, (proposal.get("usage") or {}).get("model"))
+                ),
             )
         )
     for item_id, trace in traces.items():
@@ -203,7 +208,7 @@ def run_case(
     """
     thread_id = f"eval:{policy.name}:{case.id}:{uuid.uuid4().hex[:8]}"
     recorder = PromptRecorder()
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id}, "callbacks": [recorder]}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "callbacks": [recorder]}
     proposals: list[tuple[str, Mapping[str, Any]]] = []
     values: dict[str, Any] = {}
     interrupt: dict[str, Any] | None = None
@@ -244,22 +249,29 @@ def run_case(
         _forget_thread(graph, thread_id)
     wall = time.perf_counter() - started
 
-    error_kind: str | None = None
+    error_kind: Literal["configuration", "bug"] | None = None
+    status: OutcomeStatus
     if error is not None:
         status = "error"
     elif interrupt is not None:
         status = "needs_human"
     else:
-        status = str(values.get("status") or "error")
+        ended = values.get("status") or "error"
         failure = values.get("failure") or {}
-        if status == "error":
-            # The run stopped on a misconfigured tier or a crashed check or tool.
-            error_kind = failure.get("kind")
-            error = "\n".join(str(p) for p in (failure.get("reason"), failure.get("traceback")) if p) or "the run ended in an error"
-        elif status not in ("done", "failed", "stopped", "rejected"):
-            error, status = f"the graph ended with status '{status}' and no interrupt", "error"
+        match ended:
+            case "done" | "failed" | "stopped" | "rejected":
+                status = ended
+            case "error":
+                # The run stopped on a misconfigured tier or a crashed check or tool.
+                status = "error"
+                match failure.get("kind"):
+                    case "configuration" | "bug" as kind:
+                        error_kind = kind
+                error = "\n".join(str(p) for p in (failure.get("reason"), failure.get("traceback")) if p) or "the run ended in an error"
+            case _:
+                error, status = f"the graph ended with status '{ended}' and no interrupt", "error"
 
-    outcome = GraphOutcome(status=status, values=values, interrupt=interrupt, error=error, resources=resources)  # type: ignore[arg-type]
+    outcome = GraphOutcome(status=status, values=values, interrupt=interrupt, error=error, resources=resources)
     try:
         steps = build_step_traces(suite, case, values, proposals, recorder, kinds)
         output = jsonable(suite.to_output(outcome))
@@ -271,7 +283,7 @@ def run_case(
     return CaseRecord(
         case_id=case.id,
         policy=policy.name,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         thread_id=thread_id,
         wall_s=wall,
         output=output,
@@ -366,7 +378,9 @@ def run_cases(
             on_record(record)
         return record
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+    )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task(f"{suite.name}: {len(jobs)} runs ({skipped} already recorded)", total=len(jobs))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierflow-eval")

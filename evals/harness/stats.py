@@ -125,7 +125,7 @@ def precision_recall(tp: int, fp: int, fn: int) -> tuple[float | None, float | N
 
 def macro_f1_score(pairs: Iterable[tuple[str, str | None]], labels: Sequence[str] | None = None) -> float:
     """Macro-F1 over (gold, predicted) pairs with the semantics of
-    `evals.evaluators.macro_f1` (labels seen in neither gold nor predictions are skipped;
+    `evals.evaluators.labels.macro_f1` (labels seen in neither gold nor predictions are skipped;
     a None prediction is a miss), in one pass so a bootstrap of it stays fast."""
     pairs = list(pairs)
     if not pairs:

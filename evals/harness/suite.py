@@ -84,7 +84,8 @@ class StepTruth:
     """
 
     node: str
-    is_correct: Callable[[Any, Case[Any, Any]], bool | None]
+    # (candidate, case), or (candidate, case, model) where `model_aware` (below).
+    is_correct: Callable[..., bool | None]
     description: str
     # The step's right answer for a case (a value of its output schema), where the dataset
     # gives one: `tierflow finetune` builds a training set from it.
@@ -95,7 +96,7 @@ class StepTruth:
 
     def correct_for(self, candidate: Any, case: Case[Any, Any], model: str | None) -> bool | None:
         if self.model_aware:
-            return self.is_correct(candidate, case, model)  # type: ignore[call-arg]
+            return self.is_correct(candidate, case, model)
         return self.is_correct(candidate, case)
 
 

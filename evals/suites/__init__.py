@@ -1,4 +1,6 @@
-"""Eval suites by graph name. Each suite module exposes `SUITES: tuple[Suite, ...]`, its
+"""Internal (the public surface is `tierflow.evaluate`).
+
+Eval suites by graph name. Each suite module exposes `SUITES: tuple[Suite, ...]`, its
 graph's default suite first; a new graph adds one line to `SUITE_MODULES`."""
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tierflow.evals.datasets import Case, FunctionCallDataset, default_dataset_file, load_bfcl
-from tierflow.evals.evaluators import FunctionCallMatch
+from tierflow.evals.datasets import Case, default_dataset_file
+from tierflow.evals.datasets.bfcl import FunctionCallDataset, load_bfcl
 from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.evaluators.function_calls import FunctionCallMatch
 from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
 from tierflow.model_tiers import ConfigError
 
@@ -63,7 +64,8 @@ class DecidedCallMatch:
     def evaluate(self, output: Any, case: Case[Any, Any]) -> EvaluationResult:
         status = output.get("status") if isinstance(output, Mapping) else None
         if status != "done":
-            return verdict(self.name, False, f"the run ended '{status}' (stopped at {output.get('stopped_at') if isinstance(output, Mapping) else None}) without a decision")
+            stopped_at = output.get("stopped_at") if isinstance(output, Mapping) else None
+            return verdict(self.name, False, f"the run ended '{status}' (stopped at {stopped_at}) without a decision")
         return FunctionCallMatch(name=self.name).evaluate(output.get("calls") or [], case)
 
 
@@ -76,7 +78,8 @@ class CalledWhenRelevant:
         if not isinstance(output, Mapping) or output.get("status") != "done":
             return verdict(self.name, False, "the run reached no decision")
         called, expected = bool(output.get("calls")), bool(case.expected.calls) or case.expected.any_call
-        return verdict(self.name, called == expected, f"{'called' if called else 'made no call'}; the case expects {'a call' if expected else 'none'}")
+        why = f"{'called' if called else 'made no call'}; the case expects {'a call' if expected else 'none'}"
+        return verdict(self.name, called == expected, why)
 
 
 def call_is_correct(value: Any, case: Case[Any, Any]) -> bool | None:

@@ -27,9 +27,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tierflow.evals.datasets import Case, MathDataset, default_dataset_file, load_routellm_gsm8k
-from tierflow.evals.evaluators import MathAnswerCorrect
+from tierflow.evals.datasets import Case, default_dataset_file
+from tierflow.evals.datasets.gsm8k import MathDataset, load_routellm_gsm8k
 from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.evaluators.numeric import MathAnswerCorrect
 from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
 
 __all__ = ["SUITES", "ROUTELLM_GSM8K", "math_output", "AnswerCorrect", "solve_is_correct", "verified"]
@@ -108,7 +109,11 @@ ROUTELLM_GSM8K = Suite(
     evaluators=(AnswerCorrect(), verified),
     primary="math_answer_correct",
     replays_dataset=True,
-    truths=(StepTruth("solve", solve_is_correct, "a solve candidate is right iff its recorded grade (else its number vs the reference) says so"),),
+    truths=(
+        StepTruth(
+            "solve", solve_is_correct, "a solve candidate is right iff its recorded grade (else its number vs the reference) says so"
+        ),
+    ),
     metric_notes={
         "math_answer_correct": "the returned answer is right (recorded grade of the replayed response, else the reference number)",
         "verified": "the returned answer passed the arithmetic verifier (unverified answers are returned under on_top_failure=fail)",

@@ -33,14 +33,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tierflow.evals.datasets import Case, RetailTaskDataset, default_dataset_file, load_tau2_retail
-from tierflow.evals.evaluators import RetailOutcome, RetailTaskSuccess, communicate_info_check, db_state_match
+from tierflow.evals.datasets import Case, default_dataset_file
+from tierflow.evals.datasets.tau2 import RetailTaskDataset, load_tau2_retail
 from tierflow.evals.evaluators.base import EvaluationResult
+from tierflow.evals.evaluators.retail import RetailOutcome, RetailTaskSuccess, communicate_info_check, db_state_match
 from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
 from tierflow.evals.suites.function_calling import BFCL
-from tierflow.model_tiers.home import home_dir
 from tierflow.graphs.order_agent_checks import RESOURCE_KEY
-from tierflow.tools.retail import RetailDB, RetailToolError, WRITE_TOOL_NAMES, call_retail_tool, copy_retail_db
+from tierflow.model_tiers.home import home_dir
+from tierflow.tools.retail import WRITE_TOOL_NAMES, RetailDB, RetailToolError, call_retail_tool, copy_retail_db
 
 __all__ = ["SUITES", "TAU2_RETAIL", "GoldReplay", "GOLD", "order_output", "answer_confirmations", "change_is_correct", "pristine_db"]
 

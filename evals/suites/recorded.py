@@ -21,9 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from tierflow.evals.datasets.cases import Case, Dataset, DatasetSource
+from tierflow.evals.datasets.cases import Case, Dataset, DatasetSource, FrozenModel
 from tierflow.evals.evaluators.base import EvaluationResult, verdict
 from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
 from tierflow.graphs.recorded import request_for
@@ -33,16 +31,12 @@ from tierflow.model_tiers.providers.recorded import read_recorded
 __all__ = ["SUITES", "RECORDED", "RecordedInputs", "RecordedExpected", "load_recorded_cases"]
 
 
-class RecordedInputs(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class RecordedInputs(FrozenModel):
     text: str
     group: str | None = None
 
 
-class RecordedExpected(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class RecordedExpected(FrozenModel):
     # model -> its recorded grade (None: not recorded)
     correct: dict[str, bool | None]
 
@@ -92,7 +86,8 @@ def _output(outcome: GraphOutcome) -> dict[str, Any]:
 def _grade_of(model: str | None, case: Case[Any, Any]) -> bool | None:
     if model is None:
         return None
-    return case.expected.correct.get(model)
+    grade: bool | None = case.expected.correct.get(model)
+    return grade
 
 
 class RecordedCorrect:

@@ -24,9 +24,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tierflow.evals.datasets import RESTAURANT8K_SLOTS, Case, SlotDataset, default_dataset_file, load_restaurant8k
-from tierflow.evals.evaluators import SlotExactMatch, normalise_slot_value, slot_f1, slot_match
+from tierflow.evals.datasets import Case, default_dataset_file
+from tierflow.evals.datasets.slots import RESTAURANT8K_SLOTS, SlotDataset, load_restaurant8k
 from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.evaluators.slots import SlotExactMatch, normalise_slot_value, slot_f1, slot_match
 from tierflow.evals.harness.suite import Aggregate, GraphOutcome, StepTruth, Suite, on_output_field
 
 __all__ = ["SUITES", "RESTAURANT8K", "slots_output", "SlotValueMatch", "extract_is_correct"]
@@ -79,11 +80,11 @@ def _pairs(items: Sequence[tuple[Case[Any, Any], Any]]) -> list[tuple[Any, Any]]
 
 
 def _micro_f1(items: Sequence[tuple[Case[Any, Any], Any]]) -> float:
-    return slot_f1(_pairs(items), RESTAURANT8K_SLOTS).details.get("micro_f1", 0.0)
+    return float(slot_f1(_pairs(items), RESTAURANT8K_SLOTS).details.get("micro_f1", 0.0))
 
 
 def _macro_f1(items: Sequence[tuple[Case[Any, Any], Any]]) -> float:
-    return slot_f1(_pairs(items), RESTAURANT8K_SLOTS).details.get("macro_f1", 0.0)
+    return float(slot_f1(_pairs(items), RESTAURANT8K_SLOTS).details.get("macro_f1", 0.0))
 
 
 def extract_is_correct(value: Any, case: Case[Any, Any]) -> bool:

@@ -24,15 +24,15 @@ helpdesk) and the shared policy knowledge base under $TIERFLOW_HOME.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierflow.evals.datasets import Case, IntentCase, IntentDataset, default_dataset_file, load_banking77, load_clinc150
-from tierflow.evals.datasets.intents import by_label
-from tierflow.evals.evaluators import ExactLabel
+from tierflow.evals.datasets import Case, default_dataset_file
+from tierflow.evals.datasets.intents import IntentCase, IntentDataset, by_label, load_banking77, load_clinc150
 from tierflow.evals.evaluators.base import EvaluationResult, verdict
+from tierflow.evals.evaluators.labels import ExactLabel
 from tierflow.evals.harness.stats import macro_f1_score
 from tierflow.evals.harness.suite import Aggregate, GraphOutcome, StepTruth, Suite, on_output_field
 from tierflow.graphs.ticket_triage import OUT_OF_SCOPE
@@ -187,7 +187,8 @@ def _scope_correct(output: Any, case: IntentCase) -> EvaluationResult:
     intent = output.get("intent") if isinstance(output, Mapping) else None
     if case.expected.out_of_scope:
         return verdict("scope_correct", away, f"out-of-scope query got the banking intent {intent!r}", routed_away=away)
-    return verdict("scope_correct", not away and intent is not None, f"in-scope banking query was not kept (intent {intent!r})", routed_away=away)
+    kept = not away and intent is not None
+    return verdict("scope_correct", kept, f"in-scope banking query was not kept (intent {intent!r})", routed_away=away)
 
 
 def _oos_routed(output: Any, case: IntentCase) -> EvaluationResult:
@@ -205,10 +206,10 @@ def _in_scope_kept(output: Any, case: IntentCase) -> EvaluationResult:
 @dataclass(frozen=True)
 class _Named:
     name: str
-    fn: Any
+    fn: Callable[[Any, Any], EvaluationResult]
 
     def evaluate(self, output: Any, case: Any) -> EvaluationResult:
-        return self.fn(output, case)  # type: ignore[no-any-return]
+        return self.fn(output, case)
 
 
 def _balanced_accuracy(items: Sequence[tuple[Case[Any, Any], Any]]) -> float:
@@ -231,8 +232,8 @@ CLINC150 = Suite(
     name="clinc150",
     graph="ticket_triage",
     description=(
-        "Out-of-scope detection on CLINC150 (validation split unless --split names another): a balanced set of out-of-scope queries and in-scope "
-        "queries of the banking and credit-card domains. Out-of-scope must end as 'other' or with a human at the "
+        "Out-of-scope detection on CLINC150 (validation split unless --split names another): a balanced set of out-of-scope "
+        "queries and in-scope queries of the banking and credit-card domains. Out-of-scope must end as 'other' or with a human at the "
         "classify step; in-scope must get a banking intent. Intent accuracy is NOT measured (CLINC150's labels are "
         "not Banking77's)."
     ),

@@ -200,7 +200,7 @@ class PromptRenderer:
         self._fold = fold_system if fold else None
         self.eos_id = eos_id
         self.describe_schema = describe_schema
-        self.metadata = dict(self._vocab.metadata)
+        self.metadata: dict[str, str] = dict(self._vocab.metadata)
 
     def prompt_text(self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]] | None, tool_choice: Any) -> tuple[str, str | None]:
         from tierflow.model_tiers.providers.embedded import embedded_chat
@@ -208,6 +208,7 @@ class PromptRenderer:
         chat, _, forced = embedded_chat(messages, tools, tool_choice, describe_schema=self.describe_schema)
         if self._fold is not None:
             chat = self._fold(chat)
+        # llama-cpp-python types its messages as its own TypedDicts; `chat` holds the same JSON.
         return self._formatter(messages=chat).prompt, forced  # type: ignore[arg-type]
 
     def tokenize(self, text: str) -> list[int]:
@@ -217,7 +218,7 @@ class PromptRenderer:
     def render(self, example: TrainingExample) -> TokenizedExample:
         tools, choice = example.grammar_tools()
         prompt, forced = self.prompt_text(example.prompt_messages(), tools, choice)
-        answer = self.tokenize(example.answer_text(forced)) + [self.eos_id]
+        answer = [*self.tokenize(example.answer_text(forced)), self.eos_id]
         return TokenizedExample(prompt_ids=self.tokenize(prompt), answer_ids=answer)
 
     def close(self) -> None:

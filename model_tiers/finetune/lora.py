@@ -88,7 +88,7 @@ def load_base_model(gguf_path: Path) -> Any:
     hf_logging.disable_progress_bar()
     # transformers' GGUF reader draws its own tqdm bar (not behind its logging switch); the
     # fine-tune has its own progress bar.
-    gguf_utils.tqdm = functools.partial(tqdm, disable=True)  # type: ignore[attr-defined]
+    gguf_utils.tqdm = functools.partial(tqdm, disable=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
@@ -169,7 +169,10 @@ def train_lora(
     torch.manual_seed(settings.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     config = LoraConfig(
-        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=0.0, bias="none", target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM"
+        r=settings.rank,
+        # peft annotates lora_alpha as int, and only divides by it (alpha / r): a float scales the same.
+        lora_alpha=settings.alpha,  # type: ignore[arg-type]
+        lora_dropout=0.0, bias="none", target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers 5 renames a method PEFT still calls

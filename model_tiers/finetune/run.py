@@ -99,8 +99,8 @@ def finetune(
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> FinetuneResult:
     """Train a LoRA adapter for `base`'s model on `examples` and write the output folder."""
-    from tierflow.model_tiers.providers.model_files import MODEL_FILES, sha256_of
     from tierflow.model_tiers.providers.embedded import resolve_model_path
+    from tierflow.model_tiers.providers.model_files import MODEL_FILES, sha256_of
 
     if base.provider != "embedded":
         raise ConfigError(f"tier '{base.name}' is a {base.provider} tier; fine-tuning starts from an embedded tier's GGUF file")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
+from tests.integration.provider_probes import TOOLS, TicketTriage
 from tierflow.model_tiers import TierRegistry, TierUnreachable
 from tierflow.model_tiers.providers import embedded
-from tests.integration.provider_probes import TOOLS, TicketTriage
 
 TICKET = (
     "Hello, I ordered a pair of running shoes two weeks ago (order A-1234) and the tracking "
@@ -119,7 +119,7 @@ def test_a_call_past_timeout_s_is_a_fault_and_the_engine_stays_usable(make_tier_
     registry = TierRegistry(make_tier_config(embedded_tier("qwen2.5-coder-1.5b-instruct", timeout_s=0.5, max_output_tokens=200)))
     long_prompt = [HumanMessage("Write a long story about a lighthouse keeper. " * 20)]
     started = time.perf_counter()
-    with pytest.raises(TierUnreachable, match="timeout_s=0.5"):
+    with pytest.raises(TierUnreachable, match=r"timeout_s=0\.5"):
         registry.call("local", long_prompt)
     assert time.perf_counter() - started < 10.0  # the prompt's evaluation, then one token
     patient = TierRegistry(make_tier_config(embedded_tier("qwen2.5-coder-1.5b-instruct", max_output_tokens=8)))

@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 
-from tierflow.graphs import function_calling, math_qa, order_agent, slot_extraction, ticket_triage
-from tierflow.model_tiers import TierRegistry, config_from_mapping
 from tests.servers.openai_faults import FAULTS, FaultServer, fault_server
 from tests.servers.process import LOOPBACK, free_port
-from tests.unit.retail_fixtures import built_db, source_path  # noqa: F401 - fixtures are used by name
+from tierflow.graphs import function_calling, math_qa, order_agent, slot_extraction, ticket_triage
+from tierflow.model_tiers import TierRegistry, config_from_mapping
 from tierflow.tools.retail import RetailDB, copy_retail_db
 
 SLM, FRONTIER = "slm-model", "frontier-model"
@@ -117,7 +116,7 @@ def _slm_events(out: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("fault", list(OUTCOMES))
 @pytest.mark.parametrize("graph", list(GRAPHS))
-def test_fault_cell(graph: str, fault: str, server: FaultServer, key: str, tmp_path: Path, built_db: Path) -> None:  # noqa: F811
+def test_fault_cell(graph: str, fault: str, server: FaultServer, key: str, tmp_path: Path, built_db: Path) -> None:
     server.reset(**({} if fault == "closed_port" else {SLM: fault}))
     out, registry = _run(graph, server, tmp_path, built_db, slm_port=free_port() if fault == "closed_port" else None)
 

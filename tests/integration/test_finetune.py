@@ -200,7 +200,7 @@ def test_llama_cpp_adapter_and_merged_torch_model_agree_on_the_next_token(tmp_pa
             llm.close()
 
     def agreement(a: list[list[int]], b: list[list[int]]) -> float:
-        pairs = [(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)]
+        pairs = [(x, y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)]
         return sum(x == y for x, y in pairs) / len(pairs)
 
     assert agreement(plain, merged) < 0.5, "the random adapter barely changes the model: the test would prove nothing"

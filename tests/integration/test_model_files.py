@@ -55,7 +55,7 @@ def test_a_same_size_corrupted_file_fails_the_hash(empty_cache: Path) -> None:
     fake = empty_cache / MODEL_FILES[QWEN].filename
     with fake.open("wb") as f:
         f.truncate(MODEL_FILES[QWEN].size)  # right size, wrong bytes (sparse zeros)
-    with pytest.raises(ModelFileCorrupt, match="has SHA-256 .* expected cc324af0.*refusing to load it"):
+    with pytest.raises(ModelFileCorrupt, match=r"has SHA-256 .* expected cc324af0.*refusing to load it"):
         verified_model_path(QWEN)
 
 

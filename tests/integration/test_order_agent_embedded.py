@@ -23,7 +23,6 @@ from tierflow.model_tiers import TierRegistry, TierRunContext, load_tier_config
 from tierflow.tools.datasets import dataset_file
 from tierflow.tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES, RetailDB, build_retail_db, call_retail_tool, copy_retail_db
 
-
 # A tool call or a short reply fits in 128 tokens; a degenerate decode stops sooner.
 MAX_OUTPUT_TOKENS = 128
 

@@ -20,7 +20,6 @@ import pytest
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.types import Command
 
-from tierflow.graphs import ticket_triage
 from tests.integration.pg import require_postgres
 from tests.integration.studio_scripts import (
     DECLINED,
@@ -29,6 +28,7 @@ from tests.integration.studio_scripts import (
     TRUE_ENTITIES,
     write_tiers_file,
 )
+from tierflow.graphs import ticket_triage
 from tierflow.tools.helpdesk import Helpdesk, default_helpdesk_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

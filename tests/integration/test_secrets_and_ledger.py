@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tierflow.graphs import slot_extraction, ticket_triage
-from tierflow.model_tiers import TierRegistry, config_from_mapping
 from tests.conftest import REPO_ROOT
 from tests.servers.openai_faults import FaultServer, fault_server
+from tierflow.graphs import slot_extraction, ticket_triage
+from tierflow.model_tiers import TierRegistry, config_from_mapping
 
 KEY_ENV = "TIERFLOW_PROBE_KEY"
 DATASET = REPO_ROOT.parent / "shared" / "datasets" / "restaurant8k" / "train_0.json"

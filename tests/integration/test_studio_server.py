@@ -1,6 +1,6 @@
 """LangGraph Studio's view of tierflow, through the real server and the real SDK.
 
-`tierflow studio` (which becomes `langgraph dev --no-browser --no-reload`) runs as a
+`tierflow studio` (which runs `langgraph dev --no-browser --no-reload` as its child) runs as a
 subprocess on a free loopback port; its log, its threads (`.langgraph_api/`) and the
 graphs' business data live in a tmp dir outside the repository. Its tiers are the
 scripted tiers of studio_scripts.py, read from the tiers file named by TIERFLOW_TIERS.
@@ -22,8 +22,6 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from tierflow.graphs.catalog import graph_names, load_graph_module
-from tierflow.model_tiers import TierRunContext
 from tests.integration.studio_scripts import (
     DECLINED,
     DECLINED_LABEL,
@@ -35,6 +33,8 @@ from tests.integration.studio_scripts import (
     write_tiers_file,
 )
 from tests.servers.process import ServerProcess, free_port, running_server
+from tierflow.graphs.catalog import graph_names, load_graph_module
+from tierflow.model_tiers import TierRunContext
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_FUNCTIONS = REPO_ROOT / "samples" / "functions.json"
@@ -67,7 +67,8 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     work = tmp_path_factory.mktemp("studio")
     tiers = write_tiers_file(work / "tiers.toml")
     env = {k: v for k, v in os.environ.items() if k not in ("TIERFLOW_POLICY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST")}
-    env |= {"TIERFLOW_TIERS": str(tiers), "TIERFLOW_HOME": str(work / "home")}
+    # The server runs in tmp (--workdir): the datasets folder is named, not found from there.
+    env |= {"TIERFLOW_TIERS": str(tiers), "TIERFLOW_HOME": str(work / "home"), "TIERFLOW_DATASETS": str(REPO_ROOT.parent / "shared" / "datasets")}
     port = free_port()
     # --workdir: the server's threads go to tmp, not to the developer's .langgraph_api.
     argv = ["python", "-m", "tierflow.cli", "studio", "--port", str(port), "--workdir", str(work / "server")]
@@ -102,8 +103,15 @@ def _stream(studio: Studio, thread: str, graph_id: str, **kw: Any) -> list[tuple
     return [(p.event, p.data) for p in studio.client.runs.stream(thread, graph_id, stream_mode=["updates", "custom"], **kw)]
 
 
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
 def test_tierflow_studio_is_langgraph_dev_offline_with_the_url_and_live_tiers(studio: Studio) -> None:
-    argv = Path(f"/proc/{studio.server.process.pid}/cmdline").read_bytes().decode().split("\0")
+    pid = studio.server.process.pid
+    assert _cmdline(pid)[1:4] == ["-m", "tierflow.cli", "studio"]  # the command stays, behind its guard
+    (child,) = (int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    argv = _cmdline(child)
     assert argv[1:4] == ["-m", "langgraph_cli", "dev"]
     assert {"--no-browser", "--no-reload"} <= set(argv)
     assert argv[argv.index("--port") + 1] == str(studio.server.port)
@@ -213,7 +221,7 @@ def test_a_stream_shows_each_step_and_its_tier_while_the_run_goes(studio: Studio
     # Streamed as they happen: the first tier event comes before the last node's update.
     last_update_at = updates[-1][0]
     assert custom[0][0] < last_update_at
-    assert [next(iter(d)) for _, d in updates][0] == "router"
+    assert next(iter(updates[0][1])) == "router"
 
     state = studio.client.threads.get_state(thread)["values"]
     assert state["ledger"] == streamed_ledger

@@ -19,8 +19,8 @@ import pytest
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
-from tierflow.model_tiers import TierRegistry, TierUnreachable
 from tests.servers.process import LOOPBACK, ServerProcess, ServerStartError, free_port, start_server
+from tierflow.model_tiers import TierRegistry, TierUnreachable
 
 TIMEOUT_S = 2.0
 # Connection set-up, client teardown and a loaded machine: generous, still far from "hangs".
@@ -134,7 +134,7 @@ timeout_s = 3
     assert "unusable tiers: slm, frontier" in done.stderr
     rows = [line for line in done.stdout.splitlines() if "UNUSABLE" in line]
     assert len(rows) == 2
-    for row, tier in zip(rows, ("slm", "frontier")):
+    for row, tier in zip(rows, ("slm", "frontier"), strict=True):
         assert tier in row and "start the server or fix base_url" in row and str(dead_port) in row
 
 

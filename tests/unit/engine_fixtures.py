@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.tools import StructuredTool
 from pydantic import BaseModel
 
-from tierflow.agents.workers import classifier, default_plan, extractor, writer
+from tierflow.agents.spec import ToolBox
+from tierflow.agents.workers import classifier, default_plan, extractor, tool_caller, writer
 from tierflow.graphs.builder import Workflow, build_graph
-from tierflow.model_tiers import TierRegistry, config_from_mapping
+from tierflow.model_tiers import TierRegistry, ToolRefusal, config_from_mapping
 from tierflow.model_tiers.testing import ScriptedChatModel
 
 ROLES = ("plan", "classify", "extract", "tool", "respond", "judge")
@@ -63,15 +65,16 @@ def by_step(script: dict[str, list[Any]]):
 
 
 def registry(
-    slm: Any, frontier: Any, *, script: Any = None, **config: Any
+    slm: Any, frontier: Any, *, script: Any = None, slm_capabilities: dict[str, Any] | None = None, **config: Any
 ) -> tuple[TierRegistry, ScriptedChatModel, ScriptedChatModel]:
     """slm and frontier scripted tiers (`plan` starts on the frontier, every other role on the
-    slm); `script` turns each tier's script into a reply function (default: `by_step`)."""
+    slm); `script` turns each tier's script into a reply function (default: `by_step`);
+    `slm_capabilities` is what the slm tier declares it can do (default: everything)."""
     script = script or by_step
     data = {
         "tiers": [
             {"name": "slm", "provider": "scripted", "model": "s", "options": {"replies": ["unused"]},
-             "price_input_per_mtok": 0.1, "price_output_per_mtok": 0.1},
+             "price_input_per_mtok": 0.1, "price_output_per_mtok": 0.1, "capabilities": slm_capabilities or {}},
             {"name": "frontier", "provider": "scripted", "model": "f", "options": {"replies": ["unused"]},
              "local": False, "price_input_per_mtok": 10.0, "price_output_per_mtok": 30.0},
         ],
@@ -91,12 +94,6 @@ def compile_toy(reg: TierRegistry, checkpointer: Any = None, **kw: Any) -> Any:
 
 
 # --- a tool workflow: one tool step over a tiny order book --------------------------------
-
-from langchain_core.tools import StructuredTool  # noqa: E402
-
-from tierflow.agents.spec import ToolBox  # noqa: E402
-from tierflow.agents.workers import tool_caller  # noqa: E402
-from tierflow.model_tiers import ToolRefusal  # noqa: E402
 
 
 class OrderBook:

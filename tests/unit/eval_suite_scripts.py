@@ -59,7 +59,8 @@ _WRITES = frozenset(
 
 
 def _task_of(messages: Sequence[BaseMessage]) -> Any:
-    from tierflow.evals.datasets import default_dataset_file, load_tau2_retail
+    from tierflow.evals.datasets import default_dataset_file
+    from tierflow.evals.datasets.tau2 import load_tau2_retail
 
     if not _TASKS:
         for case in load_tau2_retail(default_dataset_file("tau2_retail")).cases:

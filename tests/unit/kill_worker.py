@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.unit.engine_fixtures import registry
 from tierflow.agents.spec import StepInput
 from tierflow.agents.workers import action, default_plan
 from tierflow.graphs.builder import Workflow, build_graph
-from tests.unit.engine_fixtures import registry
 
 
 def write_row(db: Path, key: str, value: str) -> None:

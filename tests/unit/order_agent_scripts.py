@@ -20,13 +20,13 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 
+from tests.unit.engine_fixtures import registry
 from tierflow.agents.spec import ToolBox
 from tierflow.graphs.builder import build_graph
 from tierflow.graphs.order_agent import WORKFLOW, retail_toolbox
 from tierflow.model_tiers import TierRegistry
-from tests.unit.engine_fixtures import registry
 from tierflow.model_tiers.testing import ScriptedChatModel, tool_call
-from tierflow.tools.retail import RetailDB, WRITE_TOOL_NAMES
+from tierflow.tools.retail import WRITE_TOOL_NAMES, RetailDB
 
 __all__ = [
     "step_of",

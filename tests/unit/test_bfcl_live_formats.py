@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tierflow.evals.datasets import DatasetFormatError, load_bfcl
-from tierflow.evals.datasets.bfcl import bfcl_category, bfcl_json_schema
-from tierflow.evals.evaluators import FunctionCallMatch
+from tierflow.evals.datasets import DatasetFormatError
+from tierflow.evals.datasets.bfcl import bfcl_category, bfcl_json_schema, load_bfcl
 from tierflow.evals.evaluators.base import run_evaluator
+from tierflow.evals.evaluators.function_calls import FunctionCallMatch
 from tierflow.model_tiers.errors import ConfigError
 
 # --- invented samples -------------------------------------------------------------------

@@ -10,26 +10,19 @@ from typing import Any
 
 import pytest
 
-from tierflow.agents.calibration import CalibratedCheck, CalibrationArtifact, Calibrator, Ensemble, ProbabilityModel, Router, StepCalibration
-from tierflow.graphs.math_qa import build
-from tierflow.model_tiers import ConfigError, TierRegistry, load_tier_config
 from tests.cli import tierflow
 from tests.conftest import REPO_ROOT
+from tests.unit.calibration_artifacts import constant_model, math_qa_artifact
 from tests.unit.test_math_qa_graph import RIGHT, row_starting
+from tierflow.agents.calibration import CalibratedCheck, CalibrationArtifact, Router, StepCalibration
+from tierflow.graphs.math_qa import build
+from tierflow.model_tiers import ConfigError, TierRegistry, load_tier_config
 
 TIERS = REPO_ROOT / "tiers" / "replay_gsm8k.toml"
 
 
-def _constant(p: float) -> Ensemble:
-    """A model that says `p` whatever it is shown: the tests pin the decision, not the fit."""
-    import math
-
-    logit = math.log(p / (1 - p))
-    return Ensemble(members=[ProbabilityModel(signals=[], means=[], scales=[], coef=[], intercept=logit, calibrator=Calibrator(method="sigmoid", a=-1.0, b=0.0))])
-
-
 def _tiers_with(tmp_path: Path, step: StepCalibration, name: str = "solve") -> Path:
-    artifact = CalibrationArtifact(version="t", graph="math_qa", created_at="now", target=0.95, reference="all-frontier", steps={name: step})
+    artifact = math_qa_artifact({name: step})
     (tmp_path / "cal").mkdir(exist_ok=True)
     (tmp_path / "cal" / "a.json").write_text(artifact.model_dump_json(), encoding="utf-8")
     text = TIERS.read_text(encoding="utf-8").replace("[escalation]\n", '[escalation]\ncalibration = "cal/a.json"\n', 1)
@@ -44,7 +37,7 @@ def _run(tiers: Path, **context: Any) -> dict[str, Any]:
 
 
 def test_a_low_calibrated_probability_sends_a_checked_answer_up(tmp_path: Path) -> None:
-    out = _run(_tiers_with(tmp_path, StepCalibration(check=CalibratedCheck(tier="slm", escalate_below=0.6, model=_constant(0.5)))))
+    out = _run(_tiers_with(tmp_path, StepCalibration(check=CalibratedCheck(tier="slm", escalate_below=0.6, model=constant_model(0.5)))))
     slm, frontier = out["ledger"]
     assert (slm["tier"], slm["verdict"]) == ("slm", "fail")
     assert slm["reason"].startswith("calibration: calibrated p(right) 0.50 is below 0.60")
@@ -56,12 +49,12 @@ def test_a_low_calibrated_probability_sends_a_checked_answer_up(tmp_path: Path) 
 
 
 def test_a_high_calibrated_probability_keeps_the_slm_answer(tmp_path: Path) -> None:
-    out = _run(_tiers_with(tmp_path, StepCalibration(check=CalibratedCheck(tier="slm", escalate_below=0.4, model=_constant(0.5)))))
+    out = _run(_tiers_with(tmp_path, StepCalibration(check=CalibratedCheck(tier="slm", escalate_below=0.4, model=constant_model(0.5)))))
     assert [(u["tier"], u["verdict"]) for u in out["ledger"]] == [("slm", "pass")]
 
 
 def test_with_no_higher_tier_the_calibrated_doubt_is_a_warning(tmp_path: Path) -> None:
-    tiers = _tiers_with(tmp_path, StepCalibration(check=CalibratedCheck(tier="slm", escalate_below=0.6, model=_constant(0.5))))
+    tiers = _tiers_with(tmp_path, StepCalibration(check=CalibratedCheck(tier="slm", escalate_below=0.6, model=constant_model(0.5))))
     out = _run(tiers, policy="all-slm")
     assert [(u["tier"], u["verdict"]) for u in out["ledger"]] == [("slm", "pass")]
     verdict = next(e for e in out["events"] if e["type"] == "verdict")
@@ -69,17 +62,17 @@ def test_with_no_higher_tier_the_calibrated_doubt_is_a_warning(tmp_path: Path) -
 
 
 def test_the_router_starts_a_hopeless_input_one_tier_up(tmp_path: Path) -> None:
-    out = _run(_tiers_with(tmp_path, StepCalibration(router=Router(tier="slm", skip_above=0.4, model=_constant(0.5)))))
+    out = _run(_tiers_with(tmp_path, StepCalibration(router=Router(tier="slm", skip_above=0.4, model=constant_model(0.5)))))
     assert [(u["tier"], u["verdict"]) for u in out["ledger"]] == [("frontier", "pass")]
     skip = next(e for e in out["events"] if e["type"] == "skip_tier")
     assert (skip["from"], skip["to"]) == ("slm", "frontier") and skip["p_fail"] == pytest.approx(0.5)
     # Below its threshold the router lets the slm try.
-    out = _run(_tiers_with(tmp_path, StepCalibration(router=Router(tier="slm", skip_above=0.6, model=_constant(0.5)))))
+    out = _run(_tiers_with(tmp_path, StepCalibration(router=Router(tier="slm", skip_above=0.6, model=constant_model(0.5)))))
     assert out["ledger"][0]["tier"] == "slm"
 
 
 def test_another_steps_calibration_changes_nothing(tmp_path: Path) -> None:
-    step = StepCalibration(router=Router(tier="slm", skip_above=0.0, model=_constant(0.9)))
+    step = StepCalibration(router=Router(tier="slm", skip_above=0.0, model=constant_model(0.9)))
     out = _run(_tiers_with(tmp_path, step, name="other_step"))
     assert out["ledger"][0]["tier"] == "slm"
 
@@ -88,7 +81,7 @@ def test_a_missing_or_broken_artifact_is_a_configuration_error(tmp_path: Path) -
     text = TIERS.read_text(encoding="utf-8").replace("[escalation]\n", '[escalation]\ncalibration = "nowhere.json"\n', 1)
     path = tmp_path / "tiers.toml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match="nowhere.json, which does not exist"):
+    with pytest.raises(ConfigError, match=r"nowhere\.json, which does not exist"):
         load_tier_config(path, env={})
     (tmp_path / "nowhere.json").write_text("{}", encoding="utf-8")
     graph = build(registry=TierRegistry(load_tier_config(path, env={}), env={}), resources={})

@@ -10,7 +10,17 @@ import math
 import numpy as np
 import pytest
 
-from tierflow.agents.calibration import CalibratedCheck, CalibrationArtifact, Calibrator, Ensemble, ProbabilityModel, Router, StepCalibration, answer_text, load_calibration
+from tests.unit.calibration_artifacts import math_qa_artifact
+from tierflow.agents.calibration import (
+    CalibratedCheck,
+    Calibrator,
+    Ensemble,
+    ProbabilityModel,
+    Router,
+    StepCalibration,
+    answer_text,
+    load_calibration,
+)
 from tierflow.agents.signals import attempt_signals, check_scores
 from tierflow.agents.spec import Check, PlanItem, StepInput, StepKind, StepSpec
 from tierflow.evals.calibrate.choose import choose, evaluate, outcomes_of
@@ -136,10 +146,9 @@ def _model() -> ProbabilityModel:
 
 
 def test_artifact_round_trip_and_bad_files(tmp_path) -> None:
-    artifact = CalibrationArtifact(
-        version="abc", graph="math_qa", created_at="now", target=0.95, reference="all-frontier",
-        steps={"solve": StepCalibration(check=CalibratedCheck(tier="slm", escalate_below=0.5, model=Ensemble(members=[_model()])),
-                                        router=Router(tier="slm", skip_above=0.9, model=Ensemble(members=[_model(), _model()])))},
+    artifact = math_qa_artifact(
+        {"solve": StepCalibration(check=CalibratedCheck(tier="slm", escalate_below=0.5, model=Ensemble(members=[_model()])),
+                                  router=Router(tier="slm", skip_above=0.9, model=Ensemble(members=[_model(), _model()])))},
     )
     path = tmp_path / "cal.json"
     path.write_text(artifact.model_dump_json(), encoding="utf-8")
@@ -157,7 +166,7 @@ def test_artifact_round_trip_and_bad_files(tmp_path) -> None:
 
 
 def test_signals_record_each_check_and_its_scores() -> None:
-    def fails(value, inp):  # noqa: ANN001
+    def fails(value, inp):
         return "too small" if value["n"] < 3 else None
 
     check = Check("size", fails, scores=lambda value, inp: {"n": value["n"], "nan": float("nan")})

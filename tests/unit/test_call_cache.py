@@ -14,13 +14,13 @@ import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
 from pydantic import BaseModel
 
+from tests.unit.test_eval_harness import SIX, write_banking77, write_tiers
 from tierflow.evals.harness import EvalSettings, ResultStore, resolve_policies, run_eval
 from tierflow.evals.suites.ticket_triage import BANKING77
 from tierflow.model_tiers import TierRegistry, config_from_mapping
 from tierflow.model_tiers.call_cache import CALL_CACHE_FILE, SQLiteCallCache, TierScopedCache, tier_scope
 from tierflow.model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY
 from tierflow.model_tiers.testing import ScriptedChatModel, block_network
-from tests.unit.test_eval_harness import SIX, write_banking77, write_tiers
 
 
 class Label(BaseModel):
@@ -127,7 +127,7 @@ def test_entries_persist_across_instances_with_their_latency(tmp_path):
 
 
 def test_saved_seconds_add_up_over_hits(cache):
-    seen, reply = counting(delay=0.05)
+    _seen, reply = counting(delay=0.05)
     model = ScriptedChatModel(replies=reply, cache=cache)
     for _ in range(3):
         model.invoke([HumanMessage("slow")])

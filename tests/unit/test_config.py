@@ -112,7 +112,7 @@ def test_bad_field_names_file_field_and_expectation(tmp_path):
 
 def test_unknown_field_is_rejected(tmp_path):
     path = write(tmp_path, LADDER + '\n[escalation]\nmax_retrys = 2\n')
-    with pytest.raises(ConfigError, match="escalation.max_retrys"):
+    with pytest.raises(ConfigError, match=r"escalation\.max_retrys"):
         load_tier_config(path, env={})
 
 

@@ -6,8 +6,8 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from tierflow.model_tiers import TierRunContext
 from tests.unit.engine_fixtures import compile_toy, registry
+from tierflow.model_tiers import TierRunContext
 
 MSG = "I want a refund of 50 EUR for my order"
 OK_LABEL = {"label": "refund", "confidence": 0.9}
@@ -25,7 +25,7 @@ def verdicts(out):
 
 
 def test_slm_passes_every_step():
-    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {})
+    reg, _slm, top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {})
     out, _ = run(compile_toy(reg))
     assert out["status"] == "done"
     assert out["results"]["1:extract"] == OK_AMOUNT
@@ -62,7 +62,7 @@ def test_the_frontier_sees_the_slm_rejections_only_when_configured(carry: bool):
 
 def test_retries_exhausted_then_frontier_passes():
     bad = {"amount": "7", "currency": "EUR"}
-    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [bad, bad], "reply": [OK_REPLY]}, {"extract": [OK_AMOUNT]})
+    reg, _slm, _top = registry({"classify": [OK_LABEL], "extract": [bad, bad], "reply": [OK_REPLY]}, {"extract": [OK_AMOUNT]})
     out, _ = run(compile_toy(reg))
     assert out["status"] == "done"
     assert verdicts(out)[1:4] == [("1:extract", "slm", "fail"), ("1:extract", "slm", "fail"), ("1:extract", "frontier", "pass")]
@@ -97,35 +97,30 @@ def test_top_failure_with_fail_policy_is_a_typed_failure_in_state():
     assert out["results"]["0:classify"] == OK_LABEL  # earlier work is kept
 
 
-def test_unreachable_slm_falls_through_to_frontier():
-    reg, slm, top = registry(
-        {"classify": [ConnectionRefusedError("connection refused")], "extract": [OK_AMOUNT], "reply": [OK_REPLY]},
-        {"classify": [OK_LABEL]},
-    )
+@pytest.mark.parametrize(
+    ("fault", "slm_rows"),
+    [
+        # A refused connection sent no request, so it has no ledger row; the event says why.
+        (ConnectionRefusedError("connection refused"), []),
+        # A timed-out request reached the server: it is paid for, its prompt's tokens estimated.
+        (TimeoutError("read timed out"), [("0:classify", "slm", "fault")]),
+    ],
+)
+def test_an_unreachable_slm_falls_through_to_the_frontier(fault: Exception, slm_rows: list[tuple[str, str, str]]):
+    reg, _slm, _top = registry({"classify": [fault], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {"classify": [OK_LABEL]})
     out, _ = run(compile_toy(reg))
     assert out["status"] == "done"
-    # A refused connection sent no request, so it has no ledger row; the event says why.
-    assert verdicts(out)[:1] == [("0:classify", "frontier", "pass")]
-    fault = [e for e in out["events"] if e["type"] == "fallback"]
-    assert fault and "unreachable" in fault[0]["reason"] and fault[0]["from"] == "slm"
-
-
-def test_a_timed_out_request_is_in_the_ledger_and_falls_through():
-    reg, slm, top = registry(
-        {"classify": [TimeoutError("read timed out")], "extract": [OK_AMOUNT], "reply": [OK_REPLY]},
-        {"classify": [OK_LABEL]},
-    )
-    out, _ = run(compile_toy(reg))
-    assert out["status"] == "done"
-    # The request reached the server: it is paid for, with its prompt's tokens estimated.
-    assert verdicts(out)[:2] == [("0:classify", "slm", "fault"), ("0:classify", "frontier", "pass")]
-    row = out["ledger"][0]
-    assert row["error"] == "transport" and row["input_tokens"] > 0 and row["tokens_estimated"]
+    assert verdicts(out)[: len(slm_rows) + 1] == [*slm_rows, ("0:classify", "frontier", "pass")]
+    fallback = [e for e in out["events"] if e["type"] == "fallback"]
+    assert fallback and "unreachable" in fallback[0]["reason"] and fallback[0]["from"] == "slm"
+    if slm_rows:
+        row = out["ledger"][0]
+        assert row["error"] == "transport" and row["input_tokens"] > 0 and row["tokens_estimated"]
 
 
 def test_local_only_step_never_calls_the_frontier():
     bad = {"amount": "7", "currency": "EUR"}
-    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [bad, bad]}, {}, escalation={"on_top_failure": "fail"})
+    reg, _slm, top = registry({"classify": [OK_LABEL], "extract": [bad, bad]}, {}, escalation={"on_top_failure": "fail"})
     out, _ = run(compile_toy(reg, local_only_extract=True))
     assert top.calls == []  # the frontier (local = false) was never asked anything
     assert out["status"] == "failed" and out["failure"]["step"] == "extract"
@@ -137,8 +132,23 @@ def test_budget_stop_keeps_partial_results():
                            budget={"max_frontier_calls": 0, "on_exhausted": "stop"})
     out, _ = run(compile_toy(reg))
     assert out["status"] == "stopped" and "frontier-call budget" in out["failure"]["reason"]
+    # A typed failure in state: which limit, its value and the spend, at the step it stopped.
+    assert {k: out["failure"][k] for k in ("kind", "budget", "limit", "spent", "item_id")} == {
+        "kind": "budget", "budget": "max_frontier_calls", "limit": 0, "spent": 0, "item_id": "1:extract",
+    }
     assert out["results"] == {"0:classify": OK_LABEL}
     assert top.calls == []
+
+
+def test_a_spent_cost_budget_stops_the_run_before_the_next_call():
+    reg, slm, _ = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT]}, {}, budget={"max_cost_usd": 1e-9})
+    out, _ = run(compile_toy(reg))
+    spent = out["ledger"][0]["cost_usd"]  # classify's call: the one the budget let through
+    assert out["status"] == "stopped" and len(slm.calls) == 1
+    assert out["failure"]["kind"] == "budget" and out["failure"]["budget"] == "max_cost_usd"
+    assert out["failure"]["spent"] == spent > out["failure"]["limit"] == 1e-9
+    assert out["failure"]["reason"].startswith("cost budget spent")
+    assert [e["type"] for e in out["events"]][-1] == "budget_stop"
 
 
 def test_budget_interrupt_asks_and_a_yes_continues():
@@ -154,7 +164,7 @@ def test_budget_interrupt_asks_and_a_yes_continues():
 
 
 def test_budget_cheaper_only_continues_below_the_frontier():
-    reg, slm, top = registry(
+    reg, _slm, top = registry(
         {"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {},
         budget={"max_frontier_calls": 0, "on_exhausted": "cheaper_only"},
     )
@@ -166,7 +176,7 @@ def test_budget_cheaper_only_continues_below_the_frontier():
 
 
 def test_run_context_switches_policy_per_run():
-    reg, slm, top = registry({}, {"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]})
+    reg, slm, _top = registry({}, {"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]})
     out, _ = run(compile_toy(reg), context={"policy": "all-frontier"})
     assert out["status"] == "done" and slm.calls == []
     assert {u["tier"] for u in out["ledger"]} == {"frontier"}
@@ -189,7 +199,7 @@ def test_bad_input_is_rejected_in_state_not_raised(text, reason):
 
 
 def test_confidence_threshold_fails_low_confidence_labels():
-    reg, _, top = registry({"classify": [{"label": "refund", "confidence": 0.2}, {"label": "refund", "confidence": 0.3}],
+    reg, _, _top = registry({"classify": [{"label": "refund", "confidence": 0.2}, {"label": "refund", "confidence": 0.3}],
                             "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {"classify": [OK_LABEL]},
                            escalation={"confidence_threshold": 0.5})
     out, _ = run(compile_toy(reg))
@@ -211,9 +221,9 @@ def test_a_new_run_on_the_same_thread_starts_from_clean_results():
 def test_llm_judge_can_fail_a_step_and_its_call_is_accounted():
     import dataclasses
 
+    from tests.unit.engine_fixtures import toy_workflow
     from tierflow.agents.spec import StepKind
     from tierflow.graphs.builder import build_graph
-    from tests.unit.engine_fixtures import toy_workflow
 
     wf = toy_workflow()
     steps = tuple(dataclasses.replace(s, judge=True) if s.kind == StepKind.RESPOND else s for s in wf.steps)
@@ -223,7 +233,7 @@ def test_llm_judge_can_fail_a_step_and_its_call_is_accounted():
     def judge(messages, tools):
         return verdicts_by_judge.pop(0)
 
-    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY, OK_REPLY]},
+    reg, _slm, _top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY, OK_REPLY]},
                              {}, escalation={"judge_tier": "frontier"})
     from tierflow.model_tiers.testing import ScriptedChatModel
 
@@ -235,3 +245,38 @@ def test_llm_judge_can_fail_a_step_and_its_call_is_accounted():
     assert all(u["run_id"] == out["ledger"][0]["run_id"] and u["step"] == "2:reply" for u in judged)
     reply_verdicts = [(u["verdict"], u["reason"]) for u in out["ledger"] if u["step"] == "2:reply" and u["role"] == "respond"]
     assert reply_verdicts[0] == ("fail", "judge: the reply ignores the amount") and reply_verdicts[1][0] == "pass"
+
+
+def test_a_step_with_a_schema_skips_a_tier_that_declares_no_structured_output():
+    """classify, extract and reply all answer with a schema: an slm that declares no
+    structured output is skipped (and never called), and the frontier answers them."""
+    reg, slm, top = registry(
+        {}, {"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, slm_capabilities={"structured_output": "none"}
+    )
+    out, _ = run(compile_toy(reg))
+    assert out["status"] == "done" and set(out["decided_by"].values()) == {"frontier"}
+    assert slm.calls == [] and len(top.calls) == 3
+
+
+def test_the_ladder_names_the_missing_structured_output():
+    from tierflow.agents.loop.ladder import usable_ladder
+    from tierflow.agents.spec import StepNeeds
+
+    reg, _, _ = registry({}, {}, slm_capabilities={"structured_output": "none"})
+    usable, skipped = usable_ladder(reg.config, "extract", StepNeeds(structured=True))
+    assert [t.name for t in usable] == ["frontier"]
+    assert skipped == [("slm", "step needs structured output and this tier declares none")]
+    # A step without a schema (a tool call, free text) may still run there.
+    assert [t.name for t in usable_ladder(reg.config, "extract", StepNeeds(tools=True))[0]] == ["slm", "frontier"]
+
+
+def test_a_direct_structured_call_on_such_a_tier_is_a_configuration_error():
+    from langchain_core.messages import HumanMessage
+
+    from tests.unit.engine_fixtures import Amount
+    from tierflow.model_tiers import ConfigError
+
+    reg, slm, _ = registry({}, {}, slm_capabilities={"structured_output": "none"})
+    with pytest.raises(ConfigError, match="declares no structured output"):
+        reg.call("slm", [HumanMessage("12 EUR")], schema=Amount)
+    assert slm.calls == []

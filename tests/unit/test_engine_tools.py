@@ -6,9 +6,9 @@ from __future__ import annotations
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from tests.unit.engine_fixtures import OrderBook, registry, tool_workflow
 from tierflow.graphs.builder import build_graph
 from tierflow.model_tiers.testing import tool_call
-from tests.unit.engine_fixtures import OrderBook, registry, tool_workflow
 
 CONFIG = {"configurable": {"thread_id": "tools"}}
 
@@ -19,7 +19,7 @@ def compile_tools(book, reg):
 
 def test_unknown_tool_from_the_model_is_a_failed_verdict_then_retried():
     book = OrderBook()
-    reg, slm, _ = registry({"handle": [tool_call("drop_table", {"order_id": "#W1"}), tool_call("lookup", {"order_id": "#W1"})]}, {})
+    reg, _slm, _ = registry({"handle": [tool_call("drop_table", {"order_id": "#W1"}), tool_call("lookup", {"order_id": "#W1"})]}, {})
     out = compile_tools(book, reg).invoke({"request": "where is #W1"}, CONFIG)
     assert out["status"] == "done"
     assert out["ledger"][0]["verdict"] == "fail" and "unknown tool 'drop_table'" in out["ledger"][0]["reason"]

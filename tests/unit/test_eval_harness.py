@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from tierflow.evals.datasets import Case, IntentExpected, IntentInputs
-from tierflow.evals.evaluators import macro_f1
+from tierflow.evals.datasets import Case
+from tierflow.evals.datasets.intents import IntentExpected, IntentInputs
 from tierflow.evals.evaluators.base import EvaluationResult
+from tierflow.evals.evaluators.labels import macro_f1
 from tierflow.evals.finetune import export_finetune
 from tierflow.evals.harness import (
     AttemptTrace,
@@ -211,8 +212,8 @@ def test_outcomes_escalations_and_human_handoffs(smoke):
 
 def test_verifier_precision_and_recall_on_the_constructed_cases(smoke):
     def score(policy: str, tier: str) -> tuple[int, int, int, int, float | None, float | None]:
-        [v] = [v for v in smoke.report.policy(policy).verifier if v.node == "classify" and v.tier == tier]
-        return v.tp, v.fp, v.fn, v.tn, v.precision, v.recall
+        v = smoke.report.policy(policy).verifier_on("classify", tier)
+        return (*v.counts, v.precision, v.recall)
 
     # slm first candidates: OK right/pass, WRONG wrong/pass, INVALID wrong/fail, LOWCONF right/pass,
     # WRONG_LOW wrong/pass, HOPELESS wrong/fail.

@@ -12,29 +12,22 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tierflow.agents.numbers import extract_final_number, parse_number
 from tierflow.evals.datasets import (
     DATASETS_ENV,
     Case,
     Dataset,
     DatasetFormatError,
     DatasetSource,
-    IntentDataset,
-    IntentExpected,
-    IntentInputs,
-    SlotDataset,
     datasets_root,
-    extract_final_number,
-    load_banking77,
-    load_bfcl,
-    load_clinc150,
     load_dataset,
-    load_restaurant8k,
-    load_routellm_gsm8k,
-    load_tau2_retail,
-    parse_number,
     resolve_dataset_path,
 )
-from tierflow.evals.datasets.intents import by_label
+from tierflow.evals.datasets.bfcl import load_bfcl
+from tierflow.evals.datasets.gsm8k import load_routellm_gsm8k
+from tierflow.evals.datasets.intents import IntentDataset, IntentExpected, IntentInputs, by_label, load_banking77, load_clinc150
+from tierflow.evals.datasets.slots import SlotDataset, load_restaurant8k
+from tierflow.evals.datasets.tau2 import load_tau2_retail
 from tierflow.model_tiers.errors import ConfigError
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -127,7 +120,7 @@ def test_env_var_overrides_the_root(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     (tmp_path / "mine").mkdir()
     monkeypatch.setenv(DATASETS_ENV, str(tmp_path))
     assert resolve_dataset_path("mine") == tmp_path / "mine"
-    with pytest.raises(ConfigError, match="banking77.*not found.*mine"):
+    with pytest.raises(ConfigError, match=r"banking77.*not found.*mine"):
         resolve_dataset_path("banking77")
 
 
@@ -200,7 +193,7 @@ def test_clinc150_test_format_and_missing_key(tmp_path: Path) -> None:
         ("clinc150-test-00000", "balance", False),
         ("clinc150-oos_test-00000", "oos", True),
     ]
-    with pytest.raises(DatasetFormatError, match="oos_test.*test"):
+    with pytest.raises(DatasetFormatError, match=r"oos_test.*test"):
         load_clinc150(path, split="train")
 
 
@@ -379,7 +372,7 @@ def test_extract_final_number(text: str, number: float | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "number"), [("18", 18.0), ("18.0", 18.0), ("$1,234.50", 1234.5), ("-3", -3.0), ("60%", 60.0), ("18.", 18.0)]
+    ("text", "number"), [("18", 18.0), ("18.0", 18.0), ("$1,234.50", 1234.5), ("-3", -3.0), ("60%", 60.0), ("18.", 18.0), ("2.5.", 2.5)]
 )
 def test_parse_number(text: str, number: float) -> None:
     assert parse_number(text) == number
@@ -388,6 +381,7 @@ def test_parse_number(text: str, number: float) -> None:
 def test_parse_number_rejects_text() -> None:
     assert parse_number("18 apples") is None
     assert parse_number("$") is None
+    assert parse_number("") is None and parse_number(None) is None
 
 
 def test_generic_dataset_without_type_parameters_keeps_dicts(tmp_path: Path) -> None:

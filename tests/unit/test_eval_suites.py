@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.eval_suite_scripts import SLOT_SLM
 from tierflow.evals.datasets import default_dataset_file
 from tierflow.evals.harness import EvalSettings, ResultStore, proportion, resolve_policies, run_eval
 from tierflow.evals.suites import get_suite, suites_for
@@ -18,7 +19,6 @@ from tierflow.evals.suites.math_qa import ROUTELLM_GSM8K
 from tierflow.evals.suites.order_agent import TAU2_RETAIL, GoldReplay, answer_confirmations, change_is_correct, pristine_db
 from tierflow.evals.suites.slot_extraction import RESTAURANT8K, extract_is_correct
 from tierflow.model_tiers.testing import block_network, scripted_ladder_toml
-from tests.unit.eval_suite_scripts import SLOT_SLM
 from tierflow.tools.retail import RetailDB
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,13 +90,10 @@ def test_slot_metrics_by_hand(slots_run):
 
 
 def test_slot_verifier_precision_recall(slots_run):
-    def score(policy: str, tier: str) -> tuple[int, int, int, int]:
-        [v] = [v for v in slots_run.report.policy(policy).verifier if v.node == "extract" and v.tier == tier]
-        return v.tp, v.fp, v.fn, v.tn
-
+    tiered = slots_run.report.policy("tiered")
     # slm first candidates: row 0 right/pass, row 1 wrong/pass, row 2 wrong/fail, row 3 wrong/pass.
-    assert score("tiered", "slm") == (1, 0, 2, 1)
-    assert score("tiered", "frontier") == (0, 0, 0, 1)
+    assert tiered.verifier_on("extract", "slm").counts == (1, 0, 2, 1)
+    assert tiered.verifier_on("extract", "frontier").counts == (0, 0, 0, 1)
     records = ResultStore(slots_run.out_dir).load("tiered")
     rescued = next(r for r in records.values() if r.output["slots"] == {"people": "11"})
     assert rescued.output["decided_by"] == "frontier"

@@ -10,40 +10,17 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 
-from tierflow.evals.datasets import (
-    Case,
-    ExpectedCall,
-    FunctionCallCase,
-    FunctionCallExpected,
-    FunctionCallInputs,
-    FunctionDoc,
-    IntentExpected,
-    IntentInputs,
-    load_dataset,
-)
+from tierflow.evals.datasets import Case, load_dataset
+from tierflow.evals.datasets.bfcl import ExpectedCall, FunctionCallCase, FunctionCallExpected, FunctionCallInputs, FunctionDoc
 from tierflow.evals.datasets.gsm8k import MathCase, MathExpected, MathInputs, RecordedAnswer
+from tierflow.evals.datasets.intents import IntentExpected, IntentInputs
 from tierflow.evals.datasets.tau2 import RetailTaskCase, RetailTaskExpected, RetailTaskInputs, UserInstructions
-from tierflow.evals.evaluators import (
-    EvaluationResult,
-    ExactLabel,
-    FunctionCall,
-    FunctionCallMatch,
-    MathAnswerCorrect,
-    RetailOutcome,
-    RetailTaskSuccess,
-    SlotExactMatch,
-    communicate_info_check,
-    db_state_match,
-    label_match,
-    macro_f1,
-    match_function_calls,
-    normalise_slot_value,
-    numeric_match,
-    parse_function_calls,
-    run_evaluator,
-    slot_f1,
-    slot_match,
-)
+from tierflow.evals.evaluators.base import EvaluationResult, run_evaluator
+from tierflow.evals.evaluators.function_calls import FunctionCall, FunctionCallMatch, match_function_calls, parse_function_calls
+from tierflow.evals.evaluators.labels import ExactLabel, label_match, macro_f1
+from tierflow.evals.evaluators.numeric import MathAnswerCorrect, numeric_match
+from tierflow.evals.evaluators.retail import RetailOutcome, RetailTaskSuccess, communicate_info_check, db_state_match
+from tierflow.evals.evaluators.slots import SlotExactMatch, normalise_slot_value, slot_f1, slot_match
 from tierflow.model_tiers.errors import ConfigError
 
 # --- run_evaluator ----------------------------------------------------------------------

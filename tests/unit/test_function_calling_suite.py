@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from tests.unit.eval_suite_scripts import BFCL_SLM
 from tierflow.evals.datasets import default_dataset_file
 from tierflow.evals.harness import EvalSettings, resolve_policies, run_eval
 from tierflow.evals.suites import get_suite, suites_for
 from tierflow.evals.suites.function_calling import BFCL, bfcl_input, call_is_correct
 from tierflow.model_tiers import ConfigError
 from tierflow.model_tiers.testing import block_network, scripted_ladder_toml
-from tests.unit.eval_suite_scripts import BFCL_SLM
 
 TIERS = scripted_ladder_toml("tests.unit.eval_suite_scripts:bfcl_slm", "tests.unit.eval_suite_scripts:bfcl_frontier", frontier_local=True)
 
@@ -80,13 +80,10 @@ def test_simple_policies_by_hand(simple_run):
 
 
 def test_simple_verifier_precision_recall(simple_run):
-    def score(policy: str, tier: str) -> tuple[int, int, int, int]:
-        [v] = [v for v in simple_run.report.policy(policy).verifier if v.node == "call" and v.tier == tier]
-        return v.tp, v.fp, v.fn, v.tn
-
+    tiered = simple_run.report.policy("tiered")
     # slm first candidates: 0 right/pass, 1 wrong/fail (invented number), 2 wrong/pass.
-    assert score("tiered", "slm") == (1, 0, 1, 1)
-    assert score("tiered", "frontier") == (0, 0, 0, 1)
+    assert tiered.verifier_on("call", "slm").counts == (1, 0, 1, 1)
+    assert tiered.verifier_on("call", "frontier").counts == (0, 0, 0, 1)
 
 
 def test_irrelevance_passes_only_without_a_call(irrelevance_run):
@@ -97,7 +94,7 @@ def test_irrelevance_passes_only_without_a_call(irrelevance_run):
 
 
 def test_candidate_truth_and_inputs():
-    from tierflow.evals.datasets import load_bfcl
+    from tierflow.evals.datasets.bfcl import load_bfcl
 
     simple = load_bfcl(default_dataset_file("bfcl_simple_python"), limit=None).cases
     case = next(c for c in simple if c.id == "simple_python_1")

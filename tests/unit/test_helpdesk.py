@@ -213,7 +213,7 @@ def test_listing_filters_orders_and_limits(helpdesk: Helpdesk) -> None:
     with pytest.raises(InvalidTicket, match="limit"):
         helpdesk.list_tickets(limit=0)
     with pytest.raises(InvalidTicket, match="unknown ticket status"):
-        helpdesk.list_tickets(status="closed")  # type: ignore[arg-type]
+        helpdesk.list_tickets(status="closed")  # type: ignore[arg-type]  # a status the API rejects, on purpose
 
 
 def test_unknown_ticket_is_none(helpdesk: Helpdesk) -> None:

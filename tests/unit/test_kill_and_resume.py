@@ -3,33 +3,16 @@ re-executed step's write is applied exactly once (idempotency key = run id + pla
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
 import sys
-import time
 
-from tests.conftest import REPO_ROOT
+from tests.kill import kill_at_marker
 from tests.unit.kill_worker import compiled
 
 
 def test_sigkill_after_a_write_then_resume_applies_it_once(tmp_path):
     db, ckpt, block = tmp_path / "writes.sqlite", tmp_path / "ckpt.sqlite", tmp_path / "blocked"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.unit.kill_worker", str(db), str(ckpt), "t1", str(block)],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not block.exists():
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "worker died"
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_at_marker([sys.executable, "-m", "tests.unit.kill_worker", str(db), str(ckpt), "t1", str(block)], block, timeout_s=60)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM writes").fetchone()[0] == 1
 

@@ -234,7 +234,7 @@ def test_missing_or_empty_policy_folder_is_a_typed_error(tmp_path: Path) -> None
     with pytest.raises(PolicyCorpusError, match="does not exist"):
         KnowledgeBase(tmp_path / "kb").ingest(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PolicyCorpusError, match="no '\\*.md'"):
+    with pytest.raises(PolicyCorpusError, match=r"no '\*\.md'"):
         KnowledgeBase(tmp_path / "kb").ingest(tmp_path / "empty")
 
 

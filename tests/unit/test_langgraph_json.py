@@ -109,7 +109,7 @@ def test_studio_url_points_studio_at_the_local_server() -> None:
 
 
 def test_a_missing_or_empty_langgraph_json_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no langgraph.json found"):
+    with pytest.raises(ConfigError, match=r"no langgraph\.json found"):
         find_langgraph_config(tmp_path / "langgraph.json")
     empty = tmp_path / "empty.json"
     empty.write_text('{"dependencies": ["."], "graphs": {}}', encoding="utf-8")

@@ -45,3 +45,15 @@ def test_line_mentions_tier_tokens_and_cost():
     u = Usage.for_call(spec(), input_tokens=10, output_tokens=5, latency_s=0.5, step="classify", role="classify", verdict="pass")
     line = u.line()
     assert "tier=slm" in line and "tokens=10+5" in line and "verdict=pass" in line and "$" in line
+
+
+def test_usage_record_declares_every_usage_field():
+    # State's ledger rows are typed by UsageRecord and built from Usage.model_dump(): a
+    # field added to one and not the other would be a row the type checker misreads.
+    from typing import get_type_hints
+
+    from tierflow.model_tiers.ledger import UsageRecord
+
+    assert set(get_type_hints(UsageRecord)) == set(Usage.model_fields)
+    row = Usage.for_call(spec(), input_tokens=1, output_tokens=2, latency_s=0.1).record()
+    assert set(row) == set(Usage.model_fields) and row["tier"] == "slm"

@@ -11,7 +11,7 @@ def test_value_characters_exclude_keys_and_punctuation() -> None:
     text = '{"label": "billing", "n": 12, "ok": true}'
     mask = value_char_mask(text)
     assert mask is not None
-    marked = "".join(c for c, m in zip(text, mask) if m)
+    marked = "".join(c for c, m in zip(text, mask, strict=True) if m)
     assert marked == "billing12true"
     assert value_char_mask("plain words") is None
     assert value_char_mask('{"cut": "off') is None

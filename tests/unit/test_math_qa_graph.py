@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REPO_ROOT
+from tierflow.agents.numbers import extract_final_number
 from tierflow.evals.bench.replay_gsm8k import Policy, run_benchmark
-from tierflow.evals.datasets.numbers import extract_final_number
 from tierflow.graphs.catalog import load_graph_module
 from tierflow.graphs.math_qa import SOLVE_STEP, WORKFLOW, build
 from tierflow.model_tiers import TierRegistry, load_tier_config
 from tierflow.model_tiers.providers.replay import RecordingMiss
-from tests.conftest import REPO_ROOT
 from tierflow.tools.datasets import dataset_file
 
 TIERS = REPO_ROOT / "tiers" / "replay_gsm8k.toml"

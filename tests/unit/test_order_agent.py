@@ -4,16 +4,26 @@ interrupt, escalation on a bad tool call, and exactly-once writes across a SIGKI
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from tests.kill import kill_at_marker
+from tests.unit.order_agent_scripts import (
+    cancel,
+    cancel_request,
+    get_order,
+    identify,
+    kill_worker_graph,
+    order_registry,
+    plan,
+    reply,
+    step_of,
+)
+from tests.unit.retail_fixtures import Source, orders, paid_by, pick, swap_case, variants
 from tierflow.agents.spec import PlanItem, StepInput
 from tierflow.graphs import order_agent_checks as checks
 from tierflow.graphs.order_agent import (
@@ -27,31 +37,7 @@ from tierflow.graphs.order_agent import (
 )
 from tierflow.model_tiers import ConfigError
 from tierflow.model_tiers.testing import tool_call
-from tests.conftest import REPO_ROOT
-from tests.unit.order_agent_scripts import (
-    cancel,
-    cancel_request,
-    get_order,
-    identify,
-    kill_worker_graph,
-    order_registry,
-    plan,
-    reply,
-    step_of,
-)
-from tests.unit.retail_fixtures import (  # noqa: F401 - fixtures are used by name
-    Source,
-    built_db,
-    db,
-    orders,
-    paid_by,
-    pick,
-    source,
-    source_path,
-    swap_case,
-    variants,
-)
-from tierflow.tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES, RetailDB, copy_retail_db, get_order_details
+from tierflow.tools.retail import RETAIL_TOOLS, WRITE_TOOL_NAMES, RetailDB, call_retail_tool, copy_retail_db
 
 
 def config(thread: str = "t") -> dict[str, Any]:
@@ -66,9 +52,21 @@ def email_of(source: Source, order: dict[str, Any]) -> str:
     return source["users"][order["user_id"]]["email"]
 
 
+def a_pending_order(source: Source) -> tuple[dict[str, Any], str, str]:
+    """A pending order, its id and its customer's email."""
+    order = pick(orders(source, "pending"), "pending order")
+    return order, order["order_id"], email_of(source, order)
+
+
+def cancel_script(email: str, order_id: str, reply_text: str) -> dict[str, list[Any]]:
+    """The slm's replies on the default plan when the customer cancels `order_id`."""
+    return {"identify": [identify(email)], "inspect": [get_order(order_id)], "change": [cancel(order_id)], "reply": [reply(reply_text)]}
+
+
 def order_status(db: RetailDB, order_id: str) -> dict[str, Any]:
     with db.connection() as conn:
-        return get_order_details(conn, order_id)
+        order: dict[str, Any] = call_retail_tool(conn, "get_order_details", {"order_id": order_id})
+        return order
 
 
 def prompt_of(model: Any, step: str, index: int = 0) -> str:
@@ -85,11 +83,8 @@ def other_product_item(source: Source, product_id: str) -> dict[str, Any]:
 
 
 def test_simple_cancel_follows_the_default_plan_and_writes_after_a_yes(db: RetailDB, source: Source) -> None:
-    order = pick(orders(source, "pending"), "pending order")
-    oid, email = order["order_id"], email_of(source, order)
-    reg, slm, top = order_registry(
-        {"identify": [identify(email)], "inspect": [get_order(oid)], "change": [cancel(oid)],
-         "reply": [reply(f"Your order {oid} is cancelled.")]}, {})
+    order, oid, email = a_pending_order(source)
+    reg, slm, top = order_registry(cancel_script(email, oid, f"Your order {oid} is cancelled."), {})
     graph, before = compile_agent(db, reg), db.state_hash()
 
     out = graph.invoke({"request": cancel_request(email, oid)}, config())
@@ -119,8 +114,7 @@ def test_simple_cancel_follows_the_default_plan_and_writes_after_a_yes(db: Retai
 def test_an_order_id_written_without_its_hash_is_checked_and_run_as_the_tool_reads_it(db: RetailDB, source: Source) -> None:
     """The models drop the '#' of '#W0000000': the tool's schema reads the id with it, and
     the verifier's checks, the confirmation and the write all see that reading."""
-    order = pick(orders(source, "pending"), "pending order")
-    oid, email = order["order_id"], email_of(source, order)
+    _, oid, email = a_pending_order(source)
     bare = oid.lstrip("#")
     reg, _, top = order_registry(
         {"identify": [identify(email)], "inspect": [get_order(bare)], "change": [cancel(bare)],
@@ -146,7 +140,7 @@ def test_wrong_product_in_an_exchange_is_caught_and_escalated_to_the_frontier(db
 
     request = f"Hello, I'm {email}. In order {oid} please exchange item {item['item_id']} for item {variant['item_id']}."
     assert not needs_plan(request)
-    reg, slm, top = order_registry(
+    reg, _slm, top = order_registry(
         {"identify": [identify(email)], "inspect": [get_order(oid)],
          "change": [exchange(wrong["item_id"]), exchange(wrong["item_id"])], "reply": [reply("Your exchange is requested.")]},
         {"change": [exchange(variant["item_id"])]})
@@ -168,11 +162,8 @@ def test_wrong_product_in_an_exchange_is_caught_and_escalated_to_the_frontier(db
 
 
 def test_confirmation_answered_no_leaves_the_database_unchanged(db: RetailDB, source: Source) -> None:
-    order = pick(orders(source, "pending"), "pending order")
-    oid, email = order["order_id"], email_of(source, order)
-    reg, slm, _ = order_registry(
-        {"identify": [identify(email)], "inspect": [get_order(oid)], "change": [cancel(oid)],
-         "reply": [reply(f"All right, order {oid} stays as it is.")]}, {})
+    _, oid, email = a_pending_order(source)
+    reg, slm, _ = order_registry(cancel_script(email, oid, f"All right, order {oid} stays as it is."), {})
     graph, before = compile_agent(db, reg), db.state_hash()
     graph.invoke({"request": cancel_request(email, oid)}, config())
     out = graph.invoke(Command(resume="no"), config())
@@ -182,23 +173,11 @@ def test_confirmation_answered_no_leaves_the_database_unchanged(db: RetailDB, so
 
 
 def test_sigkill_right_after_the_write_then_resume_applies_it_once(built_db: Any, tmp_path: Any, source: Source) -> None:
-    order = pick(orders(source, "pending"), "pending order")
-    oid, email = order["order_id"], email_of(source, order)
+    order, oid, email = a_pending_order(source)
     retail = copy_retail_db(built_db, tmp_path / "retail.sqlite")
     ckpt, block = tmp_path / "ckpt.sqlite", tmp_path / "blocked"
     argv = [sys.executable, "-m", "tests.unit.order_agent_scripts", str(retail), str(ckpt), "k1", str(block), email, oid]
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not block.exists():
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "worker died"
-            assert time.monotonic() < deadline, "the worker never reached the write"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_at_marker(argv, block, timeout_s=120)
     db = RetailDB(retail)
     assert order_status(db, oid)["status"] == "cancelled"  # the write committed before the kill
 
@@ -224,7 +203,7 @@ def test_planner_path_runs_a_plan_of_several_tool_steps(db: RetailDB, source: So
     first, second = user["orders"][0], user["orders"][1]
     request = f"My email is {user['email']}. Cancel order {first}, I ordered it by mistake. What is the status of {second}?"
     assert needs_plan(request)
-    reg, slm, top = order_registry(
+    reg, slm, _top = order_registry(
         {"identify": [identify(user["email"])], "inspect": [get_order(first), get_order(second)],
          "change": [cancel(first, "ordered by mistake")], "reply": [reply(f"{first} is cancelled; {second} is on its way.")]},
         {"plan": [plan(("identify", "find_user_id_by_email", "Authenticate the customer."),
@@ -247,12 +226,11 @@ def test_planner_path_runs_a_plan_of_several_tool_steps(db: RetailDB, source: So
 
 
 def test_an_invalid_plan_falls_back_to_the_default_plan(db: RetailDB, source: Source) -> None:
-    order = pick(orders(source, "pending"), "pending order")
-    oid, email = order["order_id"], email_of(source, order)
+    _, oid, email = a_pending_order(source)
     request = f"I am {email}. Cancel {oid} please, I no longer need it, or maybe change its address? Not sure."
     assert needs_plan(request)
     reg, _, _ = order_registry(
-        {"identify": [identify(email)], "inspect": [get_order(oid)], "change": [cancel(oid)], "reply": [reply("Done.")]},
+        cancel_script(email, oid, "Done."),
         {"plan": [plan(("change", "cancel_pending_order", "Cancel it."), ("reply", None, "")),
                   plan(("identify", "find_user_id_by_email", ""), ("inspect", "cancel_pending_order", ""), ("reply", None, ""))]})
     graph = compile_agent(db, reg)

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import scripted_cli_env, tierflow
+from tests.conftest import REPO_ROOT
+from tests.unit.own_graph_scripts import TIERS_TOML
 from tierflow.evals.casefile import FieldCheck, casefile_suite, grade, is_case_file, load_case_file, parse_check, parse_grades
+from tierflow.evals.datasets import DatasetFormatError
 from tierflow.graphs.catalog import SHIPPED_GRAPHS, graph_catalog, langgraph_graphs, project_graphs, resolve_graph
 from tierflow.graphs.examples.refund_desk import WORKFLOW
 from tierflow.graphs.studio import config_with_graphs
 from tierflow.model_tiers import ConfigError
-from tests.cli import scripted_cli_env, tierflow
-from tests.conftest import REPO_ROOT
-from tests.unit.own_graph_scripts import TIERS_TOML
 
 EXAMPLE = "graphs/examples/refund_desk.py:WORKFLOW"
 CASES = REPO_ROOT / "samples" / "refund_desk_cases.jsonl"
@@ -132,6 +133,53 @@ def test_jsonl_and_csv_case_files_load_with_their_evaluators(tmp_path: Path) -> 
     banking = tmp_path / "train.csv"
     banking.write_text("text,category\nhi,card_arrival\n")
     assert not is_case_file(banking)  # a dataset's own CSV goes to its suite's loader
+
+
+def test_inputs_is_read_as_input_as_langsmith_and_pydantic_evals_write_it(tmp_path: Path) -> None:
+    lines = [
+        {"id": "text", "inputs": "refund 4417", "expected": {"intent": "refund_request"}},
+        {"id": "one-field", "inputs": {"question": "where is 7720?"}, "expected": {"intent": "delivery"}},
+        {"id": "graph-input", "inputs": {"request": "hi", "functions": []}},
+    ]
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert is_case_file(cases)
+    dataset, _ = load_case_file(cases)
+    payloads = [c.inputs.payload for c in dataset.cases]
+    assert payloads == [{"request": "refund 4417"}, {"request": "where is 7720?"}, {"request": "hi", "functions": []}]
+    csv_file = tmp_path / "cases.csv"
+    csv_file.write_text("inputs,expected.intent\nrefund 4417,refund_request\n")
+    assert is_case_file(csv_file) and load_case_file(csv_file)[0].cases[0].inputs.payload == {"request": "refund 4417"}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"question": "refund 4417", "expected": {"intent": "x"}},
+         r"needs the key 'input' \(or 'inputs'\).*this line has the keys 'question', 'expected'"),
+        ({"inputs": {"question": "q", "context": "c"}}, r"'inputs' must be .* got an object with the keys 'question', 'context'"),
+        ({"input": ["refund"]}, "'input' must be the request text.* got list"),
+        ({"input": "a", "inputs": "b"}, "both 'input' and 'inputs'"),
+        ({"inputs": "refund 4417", "outputs": {"intent": "x"}}, "go under the key 'expected'.* this line has 'outputs'"),
+    ],
+)
+def test_a_case_line_in_another_shape_names_the_key_expected_and_the_keys_found(tmp_path: Path, line: dict, message: str) -> None:
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps(line) + "\n")
+    with pytest.raises(DatasetFormatError, match=message):
+        load_case_file(cases)
+
+
+def test_eval_of_a_graph_without_a_suite_on_a_file_without_input_says_what_the_lines_lack(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    cases = tmp_path / "langsmith.jsonl"
+    cases.write_text(json.dumps({"question": "refund 4417", "answer": "refund_request"}) + "\n")
+    done = tierflow(cli_env, "eval", EXAMPLE, "--dataset", str(cases), "--no-progress")
+    message = " ".join(done.stderr.split())
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "needs the key 'input' (or 'inputs')" in message and "'question', 'answer'" in message
+    assert "no built-in eval suite" not in message
 
 
 @pytest.mark.parametrize(

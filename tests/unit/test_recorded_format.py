@@ -11,10 +11,10 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ValidationError
 
+from tests.unit.replay_ladders import replay_registry
 from tierflow.evals.datasets.cases import DatasetFormatError
-from tierflow.tools.datasets import dataset_file
 from tierflow.evals.datasets.recorded_convert import convert_routellm_gsm8k, convert_routellm_mmlu, main
-from tierflow.model_tiers import ConfigError, TierRegistry, config_from_mapping, estimate_tokens
+from tierflow.model_tiers import ConfigError, TierRegistry, estimate_tokens
 from tierflow.model_tiers.ledger import CONFIDENCE_KEY
 from tierflow.model_tiers.providers._tool_calling import messages_as_text
 from tierflow.model_tiers.providers.recorded import (
@@ -26,9 +26,10 @@ from tierflow.model_tiers.providers.recorded import (
     write_recorded,
 )
 from tierflow.model_tiers.providers.replay import RecordingMiss, replay_model_from_options
+from tierflow.tools.datasets import dataset_file
 
 SMALL, MID, BIG = "small-1b", "mid/model-8b", "big-model"
-PARSER = "tierflow.evals.datasets.numbers:extract_final_number"
+PARSER = "tierflow.agents.numbers:extract_final_number"
 Q_EGGS = "Janet has 16 eggs.  She eats 3.\nHow many eggs are left?"
 Q_PENS = "A pen costs $2. How much do 4 pens cost?"
 MIXTRAL, GPT4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
@@ -154,16 +155,8 @@ def test_only_a_file_with_no_valid_line_or_an_unreadable_file_raises(tmp_path: P
 
 
 def registry(path: Path) -> TierRegistry:
-    tiers = [
-        {"name": "slm", "provider": "replay", "model": SMALL, "options": options(path, SMALL),
-         "price_input_per_mtok": 1.0, "price_output_per_mtok": 2.0},
-        {"name": "mid", "provider": "replay", "model": MID, "options": options(path, MID),
-         "price_input_per_mtok": 3.0, "price_output_per_mtok": 6.0},
-        {"name": "frontier", "provider": "replay", "model": BIG, "options": options(path, BIG),
-         "price_input_per_mtok": 10.0, "price_output_per_mtok": 30.0},
-    ]
-    roles = {r: "slm" for r in ("plan", "classify", "extract", "tool", "verify", "respond", "judge")}
-    return TierRegistry(config_from_mapping({"tiers": tiers, "roles": roles}), env={})
+    return replay_registry([("slm", options(path, SMALL), 1.0, 2.0), ("mid", options(path, MID), 3.0, 6.0),
+                            ("frontier", options(path, BIG), 10.0, 30.0)])
 
 
 def test_a_replay_tier_answers_from_jsonl_with_forced_structured_output(recorded: Path) -> None:
@@ -206,10 +199,10 @@ def test_recorded_confidence_and_latency_surface_in_response_metadata(recorded: 
 
 def test_an_unknown_question_or_a_missing_outcome_is_a_recording_miss(recorded: Path) -> None:
     model = replay_model_from_options("slm", options(recorded, SMALL))
-    with pytest.raises(RecordingMiss, match="no recorded answer .* 2 questions") as caught:
+    with pytest.raises(RecordingMiss, match=r"no recorded answer .* 2 questions") as caught:
         model.invoke(prompt("How many legs does a spider have?"))
     assert str(recorded) in str(caught.value)
-    with pytest.raises(RecordingMiss, match="case 'pens' .* no outcome of the model 'mid/model-8b'"):
+    with pytest.raises(RecordingMiss, match=r"case 'pens' .* no outcome of the model 'mid/model-8b'"):
         replay_model_from_options("mid", options(recorded, MID)).invoke(prompt(Q_PENS))
     with pytest.raises(ConfigError, match="no case of the recording has an outcome of the model 'other'"):
         replay_model_from_options("x", options(recorded, "other")).invoke(prompt(Q_EGGS))
@@ -218,7 +211,7 @@ def test_an_unknown_question_or_a_missing_outcome_is_a_recording_miss(recorded: 
 def test_csv_only_options_are_refused_for_a_jsonl_recording(recorded: Path) -> None:
     with pytest.raises(ConfigError, match=r"\['response_column'\] apply to CSV recordings"):
         replay_model_from_options("slm", options(recorded, SMALL, response_column="x_response"))
-    with pytest.raises(ConfigError, match="set options.model"):
+    with pytest.raises(ConfigError, match=r"set options\.model"):
         replay_model_from_options("slm", options(recorded, ""))
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import tierflow
+from tests.conftest import REPO_ROOT
 from tierflow.evals.harness.records import ResultStore
 from tierflow.evals.suites import get_suite
 from tierflow.evals.suites.recorded import load_recorded_cases
-from tests.cli import tierflow
-from tests.conftest import REPO_ROOT
 
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 CASES = [
@@ -66,5 +66,5 @@ def test_eval_grades_each_policy_by_the_recorded_outcome(tmp_path: Path) -> None
 
 
 def test_an_unknown_recording_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="not found|cannot read|no such"):
+    with pytest.raises(Exception, match=r"not found|cannot read|no such"):
         load_recorded_cases(tmp_path / "missing.jsonl", None, 0)

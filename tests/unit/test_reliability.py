@@ -4,6 +4,7 @@ is refused, unknown run-context fields are named on every path."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from typing import Any
 
@@ -11,12 +12,11 @@ import httpx
 import openai
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import BaseModel
 
-import dataclasses
-
-from langgraph.checkpoint.memory import InMemorySaver
-
+from tests.unit.engine_fixtures import compile_toy, registry, toy_workflow
+from tests.unit.test_engine_paths import OK_AMOUNT, OK_LABEL, OK_REPLY, run
 from tierflow.agents.spec import Check
 from tierflow.graphs.builder import build_graph
 from tierflow.model_tiers import (
@@ -33,8 +33,6 @@ from tierflow.model_tiers.provider_errors import classify_provider_error
 from tierflow.model_tiers.secrets import register_secret
 from tierflow.model_tiers.spec import TierSpec
 from tierflow.model_tiers.testing import ScriptedChatModel
-from tests.unit.engine_fixtures import compile_toy, registry, toy_workflow
-from tests.unit.test_engine_paths import OK_AMOUNT, OK_LABEL, OK_REPLY, run
 
 SPEC = TierSpec(name="remote", provider="openai", model="gpt-x", base_url="http://127.0.0.1:9/v1")
 REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
@@ -161,7 +159,7 @@ def test_a_check_that_crashes_stops_the_run_as_a_bug_and_is_never_fed_back() -> 
     steps = tuple(
         dataclasses.replace(s, checks=(*s.checks, Check("explodes", explodes))) if s.name == "extract" else s for s in workflow.steps
     )
-    reg, slm, top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {})
+    reg, _slm, top = registry({"classify": [OK_LABEL], "extract": [OK_AMOUNT], "reply": [OK_REPLY]}, {})
     out, _ = run(build_graph(dataclasses.replace(workflow, steps=steps), registry=reg, resources={}))
     assert out["status"] == "error"
     assert out["failure"]["kind"] == "bug" and "explodes" in out["failure"]["reason"]
@@ -226,8 +224,9 @@ def _streamed_and_recorded(graph: Any, payload: Any, config: dict[str, Any], con
 def test_every_recorded_event_is_streamed_once_in_order() -> None:
     """Across the paths that record each kind: pass, retry, escalate, fallback, top, human
     review and its decisions, budgets, a run error, a rejected input."""
-    from tierflow.agents.loop.events import EVENT_KINDS
     from langgraph.types import Command
+
+    from tierflow.agents.loop.events import EVENT_KINDS
 
     bad = {"amount": "7", "currency": "EUR"}
     ok = {"amount": "12", "currency": "EUR"}

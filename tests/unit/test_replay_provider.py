@@ -10,7 +10,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
-from tierflow.model_tiers import ConfigError, InvalidModelOutput, TierRegistry, config_from_mapping, estimate_tokens
+from tests.unit.replay_ladders import replay_registry
+from tierflow.model_tiers import ConfigError, InvalidModelOutput, TierRegistry, estimate_tokens
 from tierflow.model_tiers.providers import build_chat_model
 from tierflow.model_tiers.providers._tool_calling import messages_as_text
 from tierflow.model_tiers.providers.replay import (
@@ -23,7 +24,7 @@ from tierflow.model_tiers.providers.replay import (
 from tierflow.tools.datasets import dataset_file
 
 WEAK, STRONG = "weak/model-7b", "strong-model"
-PARSER = "tierflow.evals.datasets.numbers:extract_final_number"
+PARSER = "tierflow.agents.numbers:extract_final_number"
 QUESTION_EGGS = "Janet has 16 eggs.  She eats 3.\nHow many eggs are left?"
 QUESTION_PENS = "A pen costs $2. How much do 4 pens cost?"
 WEAK_EGGS = " She has 16 - 3 = <<16-3=13>>13 eggs left.\n#### 13\n"
@@ -57,14 +58,7 @@ def options(path: Path, model: str = WEAK, **extra: object) -> dict[str, object]
 
 
 def registry(path: Path) -> TierRegistry:
-    tiers = [
-        {"name": "slm", "provider": "replay", "model": WEAK, "options": options(path, WEAK),
-         "price_input_per_mtok": 0.6, "price_output_per_mtok": 0.6},
-        {"name": "frontier", "provider": "replay", "model": STRONG, "options": options(path, STRONG),
-         "price_input_per_mtok": 10.0, "price_output_per_mtok": 30.0},
-    ]
-    roles = {r: "slm" for r in ("plan", "classify", "extract", "tool", "verify", "respond", "judge")}
-    return TierRegistry(config_from_mapping({"tiers": tiers, "roles": roles}), env={})
+    return replay_registry([("slm", options(path, WEAK), 0.6, 0.6), ("frontier", options(path, STRONG), 10.0, 30.0)])
 
 
 def prompt(question: str) -> list:
@@ -121,7 +115,7 @@ def test_a_response_without_a_number_gives_an_empty_final_answer(recording: Path
 
 def test_unknown_question_is_a_typed_config_error_not_a_model_failure(recording: Path) -> None:
     reg = registry(recording)
-    with pytest.raises(RecordingMiss, match="no recorded answer .* 2 questions") as caught:
+    with pytest.raises(RecordingMiss, match=r"no recorded answer .* 2 questions") as caught:
         reg.call("slm", prompt("How many legs does a spider have?"), schema=MathSolution)
     assert isinstance(caught.value, ConfigError)
     assert not isinstance(caught.value, InvalidModelOutput)
@@ -150,8 +144,8 @@ def test_relative_recording_resolves_under_the_datasets_folder(recording: Path, 
         ({"model": "", "response_column": ""}, "set options.model"),
         ({"fields": {"solution": "transcript"}}, "unknown sources"),
         ({"final_number": ""}, "options.final_number must name"),
-        ({"final_number": "tierflow.evals.datasets.numbers"}, "package.module:function"),
-        ({"final_number": "tierflow.evals.datasets.numbers:no_such_parser"}, "cannot import"),
+        ({"final_number": "tierflow.agents.numbers"}, "package.module:function"),
+        ({"final_number": "tierflow.agents.numbers:no_such_parser"}, "cannot import"),
         ({"temperature_hint": 1}, "unknown replay options"),
     ],
 )
@@ -169,8 +163,8 @@ def test_unknown_model_column_and_unmapped_schema_field_are_config_errors(record
 
 
 def test_build_chat_model_builds_the_replay_tier_from_the_shipped_tiers_file() -> None:
-    from tierflow.model_tiers import load_tier_config
     from tests.conftest import REPO_ROOT
+    from tierflow.model_tiers import load_tier_config
 
     config = load_tier_config(REPO_ROOT / "tiers" / "replay_gsm8k.toml", env={})
     assert config.escalation.max_retries == 0
@@ -187,10 +181,10 @@ def test_build_chat_model_builds_the_replay_tier_from_the_shipped_tiers_file() -
 def test_an_eval_of_another_recordings_file_replays_that_file(tmp_path: Path) -> None:
     """`tierflow eval math_qa --tiers tiers/replay_gsm8k.toml --dataset OTHER.csv` must replay
     OTHER.csv (the tiers file names the even half): no case may end in a RecordingMiss."""
+    from tests.conftest import REPO_ROOT
     from tierflow.evals.harness.evaluate import EvalSettings, run_eval
     from tierflow.evals.harness.policies import resolve_policies
     from tierflow.evals.suites.math_qa import ROUTELLM_GSM8K
-    from tests.conftest import REPO_ROOT
 
     source = dataset_file("routellm_gsm8k", "gsm8k_responses_even.csv")
     with source.open(encoding="utf-8", newline="") as handle:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from tests.unit.retail_fixtures import built_db, source, source_path  # noqa: F401 - fixtures are used by name
 from tierflow.tools.datasets import dataset_file
 from tierflow.tools.retail import (
     RETAIL_TOOLS,
@@ -44,21 +43,10 @@ ADDRESS_FIELDS = ("address1", "address2", "city", "country", "state", "zip")
 # tea kettles (difference 101.12 + 109.58 - 2 * 94.80 = 21.10) paying with a gift card
 # holding 17.00, which policy.md forbids ("If the user provides a gift card, it must have
 # enough balance to cover the price difference"); we follow the policy.
-EXPECTED_REFUSALS: dict[tuple[str, str], str] = {
-    ("2", "2_1"): "not_found",
-    ("3", "3_1"): "not_found",
-    ("4", "4_1"): "not_found",
-    ("35", "35_0"): "not_found",
-    ("37", "37_0"): "not_found",
-    ("46", "46_1"): "not_found",
-    ("46", "46_2"): "not_found",
-    ("47", "47_1"): "not_found",
-    ("47", "47_2"): "not_found",
-    ("54", "54_0"): "not_found",
-    ("67", "67_0"): "not_found",
-    ("67", "67_1"): "not_found",
-    ("105", "106_0"): "policy_violation",
-}
+# (task id, action id) of the lookups of an unknown id.
+_UNKNOWN_IDS = [("2", "2_1"), ("3", "3_1"), ("4", "4_1"), ("35", "35_0"), ("37", "37_0"), ("46", "46_1"),
+                ("46", "46_2"), ("47", "47_1"), ("47", "47_2"), ("54", "54_0"), ("67", "67_0"), ("67", "67_1")]
+EXPECTED_REFUSALS: dict[tuple[str, str], str] = {**dict.fromkeys(_UNKNOWN_IDS, "not_found"), ("105", "106_0"): "policy_violation"}
 
 
 def test_the_train_split_has_74_tasks_using_only_known_tools(source: dict[str, Any]) -> None:
@@ -107,7 +95,7 @@ def check_write(name: str, args: dict[str, Any], before: dict[str, Any], result:
     elif name == "modify_pending_order_address":
         assert result["address"] == {field: args[field] for field in ADDRESS_FIELDS}
     elif name == "modify_pending_order_payment":
-        assert [e["payment_method_id"] for e in new_entries][0] == args["payment_method_id"]
+        assert new_entries[0]["payment_method_id"] == args["payment_method_id"]
     elif name == "modify_pending_order_items":
         old = [i["item_id"] for i in before["items"]]
         new = [i["item_id"] for i in result["items"]]
@@ -123,8 +111,8 @@ def check_write(name: str, args: dict[str, Any], before: dict[str, Any], result:
         assert result["return_items"] == sorted(args["item_ids"])
         assert result["return_payment_method_id"] == args["payment_method_id"]
     elif name == "exchange_delivered_order_items":
-        assert sorted(zip(result["exchange_items"], result["exchange_new_items"])) == sorted(
-            zip(args["item_ids"], args["new_item_ids"]))
+        assert sorted(zip(result["exchange_items"], result["exchange_new_items"], strict=True)) == sorted(
+            zip(args["item_ids"], args["new_item_ids"], strict=True))
         assert result["exchange_payment_method_id"] == args["payment_method_id"]
     if name in ("return_delivered_order_items", "exchange_delivered_order_items", "modify_pending_order_address"):
         assert new_entries == []  # a request moves no money

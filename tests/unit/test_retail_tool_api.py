@@ -18,25 +18,20 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
-from tierflow.model_tiers.errors import ConfigError
-from tests.unit.retail_fixtures import (  # noqa: F401 - fixtures are used by name
+from tests.unit.retail_fixtures import (
     ADDRESS,
     TAU2_TOOL_ARGS,
     Source,
     balance,
-    built_db,
     call,
-    conn,
-    db,
     gift_card_swap_case,
     orders,
     paid_by,
     pick,
     refused,
-    source,
-    source_path,
     swap_case,
 )
+from tierflow.model_tiers.errors import ConfigError
 from tierflow.tools.retail import (
     IDEMPOTENCY_CONFIG_KEY,
     RETAIL_TOOLS,
@@ -48,7 +43,6 @@ from tierflow.tools.retail import (
     retail_tools,
     state_hash,
 )
-
 
 # --- SQL metacharacters ----------------------------------------------------------------------------
 
@@ -190,7 +184,7 @@ def test_retail_db_connect_never_rebuilds(db: RetailDB) -> None:
 
 def test_registry_has_tau2_names_and_arguments() -> None:
     assert {name: set(spec.args_model.model_fields) for name, spec in RETAIL_TOOLS.items()} == TAU2_TOOL_ARGS
-    assert WRITE_TOOL_NAMES == {n for n in TAU2_TOOL_ARGS if n.split("_")[0] in ("cancel", "modify", "return", "exchange")}
+    assert {n for n in TAU2_TOOL_ARGS if n.split("_")[0] in ("cancel", "modify", "return", "exchange")} == WRITE_TOOL_NAMES
     with closing(sqlite3.connect(":memory:")) as conn, pytest.raises(RetailToolError, match="unknown retail tool"):
         call_retail_tool(conn, "delete_everything", {})
 

@@ -11,29 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from tierflow.model_tiers.errors import ConfigError
-from tests.unit.retail_fixtures import (  # noqa: F401 - fixtures are used by name
+from tests.unit.retail_fixtures import (
     ADDRESS,
     Source,
     balance,
-    built_db,
     call,
-    conn,
-    db,
     gift_card_swap_case,
     methods,
     orders,
     paid_by,
     pick,
     refused,
-    source,
-    source_path,
     swap_case,
     variants,
 )
+from tierflow.model_tiers.errors import ConfigError
 from tierflow.tools.datasets import DATASETS_ENV_VAR, dataset_file, datasets_dir
 from tierflow.tools.retail import RetailDB, build_retail_db, copy_retail_db, open_retail_db, snapshot_state
-
 
 # --- datasets folder -------------------------------------------------------------------------
 
@@ -42,7 +36,7 @@ def test_datasets_dir_honours_the_env_var_and_names_it_when_wrong(tmp_path: Path
     assert datasets_dir({DATASETS_ENV_VAR: str(tmp_path)}) == tmp_path
     with pytest.raises(ConfigError, match=DATASETS_ENV_VAR):
         datasets_dir({DATASETS_ENV_VAR: str(tmp_path / "absent")})
-    with pytest.raises(ConfigError, match="tau2_retail/db.json"):
+    with pytest.raises(ConfigError, match=r"tau2_retail/db\.json"):
         dataset_file("tau2_retail", "db.json", env={DATASETS_ENV_VAR: str(tmp_path)})
     assert (datasets_dir({}) / "tau2_retail" / "db.json").is_file()
 
@@ -62,7 +56,7 @@ def test_build_is_atomic_and_refuses_a_bad_source(tmp_path: Path, source_path: P
     bad = tmp_path / "db.json"
     bad.write_text('{"users": {}}')
     out = tmp_path / "out" / "retail.sqlite"
-    with pytest.raises(ConfigError, match="not a tau2 retail db.json"):
+    with pytest.raises(ConfigError, match=r"not a tau2 retail db\.json"):
         build_retail_db(bad, out)
     assert not out.exists()
     ghost_order = {"order_id": "#W1", "user_id": "ghost", "address": {}, "items": [], "status": "pending",

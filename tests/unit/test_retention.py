@@ -12,11 +12,11 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from tierflow.graphs.retention import checkpoint_time, parse_age, prune_checkpoints
-from tierflow.model_tiers import ConfigError
 from tests.conftest import REPO_ROOT
 from tests.unit.engine_fixtures import compile_toy, registry
 from tests.unit.test_engine_paths import OK_AMOUNT, OK_LABEL, OK_REPLY
+from tierflow.graphs.retention import checkpoint_time, parse_age, prune_checkpoints
+from tierflow.model_tiers import ConfigError
 
 BAD = {"amount": "7", "currency": "EUR"}  # not in the message: fails the grounding check
 

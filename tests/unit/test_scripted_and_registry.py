@@ -100,7 +100,7 @@ def test_registry_tool_calls_and_set_model():
 
 
 def test_scripted_tier_from_config_needs_replies():
-    with pytest.raises(Exception, match="options.replies"):
+    with pytest.raises(Exception, match=r"options\.replies"):
         TierRegistry(config_from_mapping({
             "tiers": [{"name": "slm", "provider": "scripted", "model": "s"}],
             "roles": {r: "slm" for r in ("plan", "classify", "extract", "tool", "verify", "respond", "judge")},

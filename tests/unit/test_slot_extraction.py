@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tierflow.graphs.slot_extraction import WORKFLOW, find_span, is_time_expression, parse_people, parse_time
-from tierflow.graphs.builder import build_graph
 from tests.unit.engine_fixtures import registry
+from tierflow.graphs.builder import build_graph
+from tierflow.graphs.slot_extraction import WORKFLOW, find_span, is_time_expression, parse_people, parse_time
 
 MSG = "Hi, table for 4 people next Friday at 7.30pm please, name is Ana Ruiz"
 
@@ -45,7 +45,7 @@ def test_valid_slots_pass_with_offsets():
 
 def test_invented_slot_fails_then_absent_slot_passes():
     invented = {"date": "next Friday", "time": "8pm"}
-    out, slm, _ = run([invented, {"date": "next Friday"}])
+    out, _slm, _ = run([invented, {"date": "next Friday"}])
     assert out["ledger"][0]["verdict"] == "fail" and "time='8pm' is not a span" in out["ledger"][0]["reason"]
     assert out["status"] == "done" and set(out["final"]["slots"]) == {"date"}
 

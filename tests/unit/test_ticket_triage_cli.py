@@ -3,16 +3,13 @@ real SQLite checkpoints, real subprocesses (killed with SIGKILL and resumed)."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.cli import scripted_cli_env, tierflow
-from tests.conftest import REPO_ROOT
+from tests.kill import kill_at_marker
 from tests.unit.triage_scripts import TIERS_TOML
 from tierflow.tools.helpdesk import Helpdesk
 
@@ -42,21 +39,8 @@ def test_run_prints_trace_final_answer_and_ledger(cli_env):
 def test_killed_run_resumes_from_its_checkpoint_and_files_once(cli_env, tmp_path):
     block = tmp_path / "blocked"
     env = {**cli_env, "TIERFLOW_TEST_BLOCK_FILE": str(block)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tierflow.cli", "run", "ticket_triage", "--input", MESSAGE, "--thread", "t-kill"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not block.exists():
-            assert proc.poll() is None, "the run ended before reaching the draft step"
-            assert time.monotonic() < deadline, "the run never reached the draft step"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    run = [sys.executable, "-m", "tierflow.cli", "run", "ticket_triage", "--input", MESSAGE, "--thread", "t-kill"]
+    kill_at_marker(run, block, timeout_s=90, env=env)  # the marker: the draft step is reached
     assert tickets(cli_env) == []  # killed before filing
     resumed = tierflow(env, "run", "ticket_triage", "--thread", "t-kill", "--resume")
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout

@@ -9,9 +9,9 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from tests.unit.engine_fixtures import registry
 from tierflow.graphs.examples.tiered_node import build
 from tierflow.model_tiers import ConfigError
-from tests.unit.engine_fixtures import registry
 
 
 def _by_system(script: dict[str, list[Any]]):
@@ -33,7 +33,7 @@ CHARGE = {"amount": "4.50", "merchant": "Cafe Lumen"}
 
 
 def test_tiered_nodes_run_in_a_plain_state_graph_and_add_their_ledger() -> None:
-    reg, slm, top = registry({"Pick the intent": [INTENT], "Copy the charge": [CHARGE]}, {}, script=_by_system)
+    reg, _slm, top = registry({"Pick the intent": [INTENT], "Copy the charge": [CHARGE]}, {}, script=_by_system)
     out = build(registry=reg).invoke({"message": MESSAGE})
     assert out["intent"] == INTENT and out["charge"] == CHARGE
     assert out["answer"].startswith("filed under card_payment_issue")
@@ -44,7 +44,7 @@ def test_tiered_nodes_run_in_a_plain_state_graph_and_add_their_ledger() -> None:
 
 def test_a_failed_check_escalates_inside_the_node() -> None:
     wrong = {"amount": "9.99", "merchant": "Cafe Lumen"}  # not in the message: the grounding check fails
-    reg, _, top = registry(
+    reg, _, _top = registry(
         {"Pick the intent": [INTENT], "Copy the charge": [wrong, wrong]}, {"Copy the charge": [CHARGE]}, script=_by_system
     )
     out = build(registry=reg).invoke({"message": MESSAGE})

@@ -1,7 +1,8 @@
 """Read-only retail tools (and the two tools that touch no data: calculate, transfer).
 
-Every tool takes an open connection first, then tau2's argument names, and returns
-JSON-able data shaped like tau2's records. Unknown ids raise ``RetailToolError`` with
+Every tool takes an open connection and its validated arguments (the tool's model in
+`schemas`; `tools.call_retail_tool` validates a call by name), and returns JSON-able data
+shaped like tau2's records. Unknown ids raise ``RetailToolError`` with
 kind ``not_found`` and a hint about how to find the right id.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tierflow.tools.retail.db import load_item, load_order, load_product, load_user
-from tierflow.tools.retail.errors import RetailToolError
+from tierflow.tools.retail.errors import RetailToolError, order_not_found, require_found, user_not_found
 from tierflow.tools.retail.schemas import (
     CalculateArgs,
     FindUserIdByEmailArgs,
@@ -26,7 +27,6 @@ from tierflow.tools.retail.schemas import (
     GetUserDetailsArgs,
     ListAllProductTypesArgs,
     TransferToHumanAgentsArgs,
-    parse_args,
 )
 
 __all__ = [
@@ -62,22 +62,16 @@ def _single_user_id(tool: str, rows: list[sqlite3.Row], looked_for: str) -> str:
     return str(rows[0]["user_id"])
 
 
-def find_user_id_by_email(conn: sqlite3.Connection, email: str) -> str:
+def find_user_id_by_email(conn: sqlite3.Connection, args: FindUserIdByEmailArgs) -> str:
     """The user id of the user with this email (case-insensitive, surrounding spaces ignored)."""
-    args = parse_args(FindUserIdByEmailArgs, "find_user_id_by_email", {"email": email})
     rows = conn.execute(
         "SELECT user_id FROM users WHERE email = ? COLLATE NOCASE ORDER BY position", (args.email.strip(),)
     ).fetchall()
     return _single_user_id("find_user_id_by_email", rows, f"email {args.email!r}")
 
 
-def find_user_id_by_name_zip(conn: sqlite3.Connection, first_name: str, last_name: str, zip: str) -> str:  # noqa: A002
+def find_user_id_by_name_zip(conn: sqlite3.Connection, args: FindUserIdByNameZipArgs) -> str:
     """The user id of the user with this name (case-insensitive) whose default address has this zip."""
-    args = parse_args(
-        FindUserIdByNameZipArgs,
-        "find_user_id_by_name_zip",
-        {"first_name": first_name, "last_name": last_name, "zip": zip},
-    )
     rows = conn.execute(
         "SELECT user_id FROM users WHERE first_name = ? COLLATE NOCASE AND last_name = ? COLLATE NOCASE "
         "AND json_extract(address, '$.zip') = ? ORDER BY position",
@@ -88,65 +82,38 @@ def find_user_id_by_name_zip(conn: sqlite3.Connection, first_name: str, last_nam
     )
 
 
-def get_user_details(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+def get_user_details(conn: sqlite3.Connection, args: GetUserDetailsArgs) -> dict[str, Any]:
     """The user's profile: name, default address, email, payment methods, order ids."""
-    args = parse_args(GetUserDetailsArgs, "get_user_details", {"user_id": user_id})
-    user = load_user(conn, args.user_id)
-    if user is None:
-        raise RetailToolError(
-            "get_user_details",
-            f"user {args.user_id!r} not found; find the user id with find_user_id_by_email or "
-            "find_user_id_by_name_zip",
-            kind="not_found",
-        )
-    return user
+    return require_found("get_user_details", load_user(conn, args.user_id), user_not_found(args.user_id))
 
 
-def get_order_details(conn: sqlite3.Connection, order_id: str) -> dict[str, Any]:
+def get_order_details(conn: sqlite3.Connection, args: GetOrderDetailsArgs) -> dict[str, Any]:
     """The order: user, address, items, status, fulfillments, payment history."""
-    args = parse_args(GetOrderDetailsArgs, "get_order_details", {"order_id": order_id})
-    order = load_order(conn, args.order_id)
-    if order is None:
-        raise RetailToolError(
-            "get_order_details",
-            f"order {args.order_id!r} not found; order ids look like '#W0000000' (with the '#'), "
-            "and get_user_details lists the user's orders",
-            kind="not_found",
-        )
-    return order
+    return require_found("get_order_details", load_order(conn, args.order_id), order_not_found(args.order_id))
 
 
-def get_product_details(conn: sqlite3.Connection, product_id: str) -> dict[str, Any]:
+def get_product_details(conn: sqlite3.Connection, args: GetProductDetailsArgs) -> dict[str, Any]:
     """The product type with all its variant items (options, availability, price)."""
-    args = parse_args(GetProductDetailsArgs, "get_product_details", {"product_id": product_id})
     product = load_product(conn, args.product_id)
-    if product is None:
-        hint = (
-            " (that is an item id: use get_item_details, or the item's product_id)"
-            if load_item(conn, args.product_id) is not None
-            else "; list_all_product_types gives every product id"
-        )
-        raise RetailToolError("get_product_details", f"product {args.product_id!r} not found{hint}", kind="not_found")
-    return product
+    is_item = product is None and load_item(conn, args.product_id) is not None
+    hint = (
+        " (that is an item id: use get_item_details, or the item's product_id)"
+        if is_item
+        else "; list_all_product_types gives every product id"
+    )
+    return require_found("get_product_details", product, f"product {args.product_id!r} not found{hint}")
 
 
-def get_item_details(conn: sqlite3.Connection, item_id: str) -> dict[str, Any]:
+def get_item_details(conn: sqlite3.Connection, args: GetItemDetailsArgs) -> dict[str, Any]:
     """One variant item: options, availability, price, and its product's id and name."""
-    args = parse_args(GetItemDetailsArgs, "get_item_details", {"item_id": item_id})
     item = load_item(conn, args.item_id)
-    if item is None:
-        hint = (
-            " (that is a product id: use get_product_details)"
-            if load_product(conn, args.item_id) is not None
-            else "; get_product_details lists a product's item ids"
-        )
-        raise RetailToolError("get_item_details", f"item {args.item_id!r} not found{hint}", kind="not_found")
-    return item
+    is_product = item is None and load_product(conn, args.item_id) is not None
+    hint = " (that is a product id: use get_product_details)" if is_product else "; get_product_details lists a product's item ids"
+    return require_found("get_item_details", item, f"item {args.item_id!r} not found{hint}")
 
 
-def list_all_product_types(conn: sqlite3.Connection) -> dict[str, str]:
-    """Every product type: name -> product id, sorted by name."""
-    parse_args(ListAllProductTypesArgs, "list_all_product_types", {})
+def list_all_product_types(conn: sqlite3.Connection, args: ListAllProductTypesArgs) -> dict[str, str]:
+    """Every product type: name -> product id, sorted by name (the tool takes no arguments)."""
     rows = conn.execute("SELECT name, product_id FROM products ORDER BY name, product_id").fetchall()
     return {row["name"]: row["product_id"] for row in rows}
 
@@ -162,7 +129,8 @@ _ALLOWED_CHARACTERS = frozenset("0123456789+-*/(). \t")
 
 
 def _evaluate(node: ast.AST) -> float:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    # A number, but not a bool (True is an int to isinstance).
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
         return float(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         return _BINARY[type(node.op)](_evaluate(node.left), _evaluate(node.right))
@@ -171,13 +139,12 @@ def _evaluate(node: ast.AST) -> float:
     raise ValueError(f"unsupported syntax {type(node).__name__}")
 
 
-def calculate(conn: sqlite3.Connection, expression: str) -> float:
+def calculate(conn: sqlite3.Connection, args: CalculateArgs) -> float:
     """The value of an arithmetic expression (+, -, *, /, parentheses), rounded to 2 decimals.
 
     ``conn`` is unused; every retail tool takes one so they can be called uniformly.
     The expression is parsed, never executed: only numbers and the four operators pass.
     """
-    args = parse_args(CalculateArgs, "calculate", {"expression": expression})
     unexpected = sorted(set(args.expression) - _ALLOWED_CHARACTERS)
     if unexpected:
         raise RetailToolError(
@@ -195,11 +162,10 @@ def calculate(conn: sqlite3.Connection, expression: str) -> float:
     return round(value, 2)
 
 
-def transfer_to_human_agents(conn: sqlite3.Connection, summary: str) -> str:
+def transfer_to_human_agents(conn: sqlite3.Connection, args: TransferToHumanAgentsArgs) -> str:
     """Hand the conversation to a human agent, with a summary of the user's issue.
 
     Only when the request cannot be handled within the scope of the tools. ``conn`` is
     unused; the transfer itself is the graph's business (it ends the agent's turn).
     """
-    parse_args(TransferToHumanAgentsArgs, "transfer_to_human_agents", {"summary": summary})
     return TRANSFER_MESSAGE

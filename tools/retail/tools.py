@@ -16,7 +16,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_type_hints
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -24,25 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from tierflow.tools.retail import reads, writes
 from tierflow.tools.retail.errors import RetailToolError
-from tierflow.tools.retail.schemas import (
-    CalculateArgs,
-    CancelPendingOrderArgs,
-    ExchangeDeliveredOrderItemsArgs,
-    FindUserIdByEmailArgs,
-    FindUserIdByNameZipArgs,
-    GetItemDetailsArgs,
-    GetOrderDetailsArgs,
-    GetProductDetailsArgs,
-    GetUserDetailsArgs,
-    ListAllProductTypesArgs,
-    ModifyPendingOrderAddressArgs,
-    ModifyPendingOrderItemsArgs,
-    ModifyPendingOrderPaymentArgs,
-    ModifyUserAddressArgs,
-    ReturnDeliveredOrderItemsArgs,
-    TransferToHumanAgentsArgs,
-    parse_args,
-)
+from tierflow.tools.retail.schemas import parse_args
 
 __all__ = [
     "IDEMPOTENCY_CONFIG_KEY",
@@ -59,7 +41,7 @@ IDEMPOTENCY_CONFIG_KEY = "retail_idempotency_key"
 @dataclass(frozen=True)
 class ToolSpec:
     """One retail tool: tau2's name, its argument model, whether it changes the database,
-    and the function ``function(conn, **arguments[, idempotency_key=...])``."""
+    and the function ``function(conn, args[, idempotency_key=...])``."""
 
     name: str
     description: str
@@ -67,137 +49,103 @@ class ToolSpec:
     is_write: bool
     function: Callable[..., Any]
 
+    @classmethod
+    def of(cls, function: Callable[..., Any], description: str, *, is_write: bool = False) -> ToolSpec:
+        """The spec of a tool function: its name is tau2's, its `args` annotation the model."""
+        args_model = get_type_hints(function)["args"]
+        return cls(function.__name__, description, args_model, is_write, function)
+
 
 _CONFIRM = " Only after listing the action details to the user and getting explicit confirmation (yes)."
 
-_SPECS = (
-    ToolSpec(
-        "find_user_id_by_email",
-        "Find the user id by email. Use it to authenticate the user at the start of the conversation.",
-        FindUserIdByEmailArgs,
-        False,
+# (function, what the model is told about it); a write's description ends with the
+# confirmation rule of tau2's policy.
+_READS: tuple[tuple[Callable[..., Any], str], ...] = (
+    (
         reads.find_user_id_by_email,
+        "Find the user id by email. Use it to authenticate the user at the start of the conversation.",
     ),
-    ToolSpec(
-        "find_user_id_by_name_zip",
+    (
+        reads.find_user_id_by_name_zip,
         "Find the user id by first name, last name and zip code. Use it to authenticate the user when "
         "they cannot give their email.",
-        FindUserIdByNameZipArgs,
-        False,
-        reads.find_user_id_by_name_zip,
     ),
-    ToolSpec(
-        "get_user_details",
-        "Get the details of a user: email, default address, payment methods (gift card balances) and order ids.",
-        GetUserDetailsArgs,
-        False,
+    (
         reads.get_user_details,
+        "Get the details of a user: email, default address, payment methods (gift card balances) and order ids.",
     ),
-    ToolSpec(
-        "get_order_details",
-        "Get the status and details of an order: address, items, status, fulfillments (tracking) and payment history.",
-        GetOrderDetailsArgs,
-        False,
+    (
         reads.get_order_details,
+        "Get the status and details of an order: address, items, status, fulfillments (tracking) and payment history.",
     ),
-    ToolSpec(
-        "get_product_details",
+    (
+        reads.get_product_details,
         "Get the inventory details of a product type: its variant items with options, availability and price. "
         "Product ids and item ids are different things.",
-        GetProductDetailsArgs,
-        False,
-        reads.get_product_details,
     ),
-    ToolSpec(
-        "get_item_details",
-        "Get the details of one variant item: options, availability, price and the product it belongs to.",
-        GetItemDetailsArgs,
-        False,
+    (
         reads.get_item_details,
+        "Get the details of one variant item: options, availability, price and the product it belongs to.",
     ),
-    ToolSpec(
-        "list_all_product_types",
-        "List the name and product id of every product type in the store.",
-        ListAllProductTypesArgs,
-        False,
+    (
         reads.list_all_product_types,
+        "List the name and product id of every product type in the store.",
     ),
-    ToolSpec(
-        "calculate",
-        "Calculate the result of an arithmetic expression (numbers, + - * /, parentheses), rounded to 2 decimals.",
-        CalculateArgs,
-        False,
+    (
         reads.calculate,
+        "Calculate the result of an arithmetic expression (numbers, + - * /, parentheses), rounded to 2 decimals.",
     ),
-    ToolSpec(
-        "transfer_to_human_agents",
+    (
+        reads.transfer_to_human_agents,
         "Transfer the user to a human agent, with a summary of the user's issue. Only if the request cannot be "
         "handled within the scope of your actions.",
-        TransferToHumanAgentsArgs,
-        False,
-        reads.transfer_to_human_agents,
     ),
-    ToolSpec(
-        "cancel_pending_order",
+)
+_WRITES: tuple[tuple[Callable[..., Any], str], ...] = (
+    (
+        writes.cancel_pending_order,
         "Cancel a pending order. The reason must be 'no longer needed' or 'ordered by mistake'. The order becomes "
         "'cancelled'; the total is refunded to the original payment method, immediately if it is a gift card, "
-        "otherwise in 5 to 7 business days." + _CONFIRM,
-        CancelPendingOrderArgs,
-        True,
-        writes.cancel_pending_order,
+        "otherwise in 5 to 7 business days.",
     ),
-    ToolSpec(
-        "modify_pending_order_address",
-        "Modify the shipping address of a pending order." + _CONFIRM,
-        ModifyPendingOrderAddressArgs,
-        True,
+    (
         writes.modify_pending_order_address,
+        "Modify the shipping address of a pending order.",
     ),
-    ToolSpec(
-        "modify_pending_order_items",
+    (
+        writes.modify_pending_order_items,
         "Modify items of a pending order to new items of the same product type but different options; the "
         "new items must be available. A payment method pays or receives the price difference (a gift card "
         "must cover it). Can only be called once per order: the order becomes 'pending (item modified)' "
-        "and can no longer be modified or cancelled, so collect all items to change first." + _CONFIRM,
-        ModifyPendingOrderItemsArgs,
-        True,
-        writes.modify_pending_order_items,
+        "and can no longer be modified or cancelled, so collect all items to change first.",
     ),
-    ToolSpec(
-        "modify_pending_order_payment",
+    (
+        writes.modify_pending_order_payment,
         "Modify the payment method of a pending order to a single other payment method of the user; a gift "
         "card must have enough balance for the total. The original payment method is refunded, immediately "
-        "if it is a gift card, otherwise in 5 to 7 business days." + _CONFIRM,
-        ModifyPendingOrderPaymentArgs,
-        True,
-        writes.modify_pending_order_payment,
+        "if it is a gift card, otherwise in 5 to 7 business days.",
     ),
-    ToolSpec(
-        "modify_user_address",
-        "Modify the default address of a user." + _CONFIRM,
-        ModifyUserAddressArgs,
-        True,
+    (
         writes.modify_user_address,
+        "Modify the default address of a user.",
     ),
-    ToolSpec(
-        "return_delivered_order_items",
+    (
+        writes.return_delivered_order_items,
         "Return some items of a delivered order. The refund goes to the original payment method or an existing "
         "gift card. The order becomes 'return requested' and the user receives an email about how to return "
-        "the items." + _CONFIRM,
-        ReturnDeliveredOrderItemsArgs,
-        True,
-        writes.return_delivered_order_items,
+        "the items.",
     ),
-    ToolSpec(
-        "exchange_delivered_order_items",
+    (
+        writes.exchange_delivered_order_items,
         "Exchange items of a delivered order to new items of the same product type but different options; the "
         "new items must be available. A payment method pays or receives the price difference (a gift card "
         "must cover it). Can only be done once per order: the order becomes 'exchange requested', so collect "
-        "all items to exchange first." + _CONFIRM,
-        ExchangeDeliveredOrderItemsArgs,
-        True,
-        writes.exchange_delivered_order_items,
+        "all items to exchange first.",
     ),
+)
+_SPECS = (
+    *(ToolSpec.of(function, description) for function, description in _READS),
+    *(ToolSpec.of(function, description + _CONFIRM, is_write=True) for function, description in _WRITES),
 )
 
 RETAIL_TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in _SPECS}
@@ -221,10 +169,10 @@ def call_retail_tool(
         raise RetailToolError(name, f"unknown retail tool; the tools are: {', '.join(RETAIL_TOOLS)}")
     if not isinstance(arguments, Mapping):
         raise RetailToolError(name, f"arguments must be a JSON object, got {type(arguments).__name__}")
-    values = parse_args(spec.args_model, name, dict(arguments)).model_dump()
+    args = parse_args(spec.args_model, name, dict(arguments))
     if spec.is_write:
-        return spec.function(conn, **values, idempotency_key=idempotency_key)
-    return spec.function(conn, **values)
+        return spec.function(conn, args, idempotency_key=idempotency_key)
+    return spec.function(conn, args)
 
 
 def _as_text(result: Any) -> str:

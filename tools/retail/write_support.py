@@ -5,16 +5,17 @@ tools share (order status, payment method ownership, gift card balance, item swa
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from tierflow.tools.retail.db import load_item, load_order
-from tierflow.tools.retail.errors import RetailToolError
+from tierflow.tools.retail.errors import RetailToolError, order_not_found, require_found
 
 __all__ = [
     "STATUS_CANCELLED",
@@ -34,6 +35,7 @@ __all__ = [
     "save_order",
     "sorted_pairs",
     "user_payment_method",
+    "write_tool",
 ]
 
 STATUS_PENDING = "pending"
@@ -46,6 +48,9 @@ STATUS_EXCHANGE_REQUESTED = "exchange requested"
 _ORDER_CORE_FIELDS = frozenset(("order_id", "user_id", "address", "items", "status", "fulfillments", "payment_history"))
 
 ResultT = TypeVar("ResultT")
+ResultT_co = TypeVar("ResultT_co", covariant=True)
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+ArgsT_contra = TypeVar("ArgsT_contra", bound=BaseModel, contravariant=True)
 
 
 def money(amount: float) -> float:
@@ -109,18 +114,31 @@ def run_write(
             conn.execute("ROLLBACK")
 
 
+class WriteTool(Protocol[ArgsT_contra, ResultT_co]):
+    """A write tool as it is called: a connection, its arguments and an optional idempotency key."""
+
+    __name__: str
+
+    def __call__(self, conn: sqlite3.Connection, args: ArgsT_contra, *, idempotency_key: str | None = None) -> ResultT_co: ...
+
+
+def write_tool(body: Callable[[sqlite3.Connection, ArgsT, str], ResultT]) -> WriteTool[ArgsT, ResultT]:
+    """The write tool whose work is `body(conn, args, tool)` (`tool`: the function's name, for
+    its errors), run by `run_write` in one transaction with the call's idempotency key."""
+    tool = body.__name__
+
+    @functools.wraps(body)
+    def write(conn: sqlite3.Connection, args: ArgsT, *, idempotency_key: str | None = None) -> ResultT:
+        return run_write(conn, tool, args, idempotency_key, lambda: body(conn, args, tool))
+
+    return write
+
+
 # --- loading and saving --------------------------------------------------------------------
 
 
 def order_in_status(conn: sqlite3.Connection, tool: str, order_id: str, required: str, action: str) -> dict[str, Any]:
-    order = load_order(conn, order_id)
-    if order is None:
-        raise RetailToolError(
-            tool,
-            f"order {order_id!r} not found; order ids look like '#W0000000' (with the '#'), "
-            "and get_user_details lists the user's orders",
-            kind="not_found",
-        )
+    order = require_found(tool, load_order(conn, order_id), order_not_found(order_id))
     status = order["status"]
     if status != required:
         why = (
@@ -152,7 +170,7 @@ def save_order(conn: sqlite3.Connection, order: dict[str, Any]) -> None:
 
 
 def user_payment_method(conn: sqlite3.Connection, tool: str, user_id: str, payment_method_id: str) -> sqlite3.Row:
-    row = conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         "SELECT payment_method_id, source, balance FROM payment_methods WHERE payment_method_id = ? AND user_id = ?",
         (payment_method_id, user_id),
     ).fetchone()

@@ -4,6 +4,10 @@ Model answers end in many styles: ``#### 18`` (GSM8K), ``The answer is 18.``,
 ``\\boxed{18}``, ``$1,234.50``, or just a last sentence with the number in it. GSM8K
 reference solutions and Mixtral's recorded answers also embed calculator annotations
 ``<<9*2=18>>`` which must not be mistaken for the answer.
+
+The math verifier (`agents.arithmetic`), the GSM8K loader and numeric evaluators (`evals`)
+and replay tiers (`options.final_number = "tierflow.agents.numbers:extract_final_number"`)
+all read numbers here.
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ def _to_float(match: re.Match[str]) -> float:
     return -value if match["sign"] else value
 
 
-def parse_number(text: str) -> float | None:
+def parse_number(text: str | None) -> float | None:
     """A whole string read as one number (``"$1,234.50"`` -> 1234.5, ``"18.0"`` -> 18.0,
-    ``"-3"`` -> -3.0, ``"60%"`` -> 60.0); None when the string is anything else."""
-    if not _PLAIN.match(text) or not any(ch.isdigit() for ch in text):
+    ``"-3"`` -> -3.0, ``"60%"`` -> 60.0); None when it is empty or anything else."""
+    if text is None or not _PLAIN.match(text) or not any(ch.isdigit() for ch in text):
         return None
     cleaned = re.sub(r"[\s$€£,%+]", "", text).rstrip(".")
     try:
