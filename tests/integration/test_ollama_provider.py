@@ -22,7 +22,7 @@ from tests.integration.conftest import server_tier
 from tests.integration.provider_probes import TOOLS, TicketTriage
 from tests.servers.ollama_protocol import ChatMessage, engine_messages
 from tests.servers.process import ServerProcess
-from tierflow.model_tiers import TierMisconfigured, TierRegistry, Usage
+from tierflow.model_tiers import InvalidModelOutput, TierMisconfigured, TierRegistry, Usage
 
 TICKET = "My parcel for order A-1234 has not moved for six days. Where is it?"
 # A request the order tools fit, and one none of them does (SmolLM2 at temperature 0 calls
@@ -73,9 +73,19 @@ def test_structured_output(
     method: str, ollama_server: ServerProcess, ollama_model: str, make_tier_config: Any
 ) -> None:
     registry = TierRegistry(make_tier_config(ollama_tier(ollama_server, ollama_model, method)))
-    reply = registry.call(
-        "local", [SystemMessage("Classify the support ticket."), HumanMessage(TICKET)], schema=TicketTriage
-    )
+    messages = [SystemMessage("Classify the support ticket."), HumanMessage(TICKET)]
+    if method == "function_calling":
+        # Ollama has no tool_choice: the schema goes as a tool the model may or may not call
+        # (as a real Ollama does it). A reply without the call is the model's mistake: a
+        # typed InvalidModelOutput that still carries the request's usage, never a crash.
+        try:
+            reply = registry.call("local", messages, schema=TicketTriage)
+        except InvalidModelOutput as err:
+            assert err.usage is not None and err.usage.input_tokens > 0
+            assert "no structured output" in err.reason
+            return
+    else:
+        reply = registry.call("local", messages, schema=TicketTriage)
     assert isinstance(reply.value, TicketTriage)
     _assert_reported_usage(reply.usage)
     if method == "json_schema":  # the JSON text is the message: its value tokens are judged
