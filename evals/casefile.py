@@ -56,6 +56,7 @@ from tierflow.evals.datasets.cases import FrozenModel
 from tierflow.evals.evaluators.base import EvaluationResult, verdict
 from tierflow.evals.harness.suite import GraphOutcome, StepTruth, Suite
 from tierflow.model_tiers import ConfigError, TierRegistry, load_tier_config
+from tierflow.model_tiers.ledger_store import CallScope, call_scope, default_ledger_store
 
 __all__ = [
     "CaseInputs",
@@ -490,5 +491,8 @@ class TierJudge:
             SystemMessage("You grade an answer against the expected one. ok=true only if they mean the same thing."),
             HumanMessage(f"Expected:\n{json.dumps(expected, ensure_ascii=False)}\n\nAnswer:\n{json.dumps(value, ensure_ascii=False)}"),
         ]
-        reply = self._registry.call(tier, messages, schema=JudgeVerdict)
+        # A judge's calls are ledger rows too (source "judge"), one unit of work per grading.
+        scope = CallScope(store=default_ledger_store(), source="judge", item_id="judge", step="judge", label="judge", role="judge")
+        with call_scope(scope):
+            reply = self._registry.call(tier, messages, schema=JudgeVerdict)
         return bool(reply.value.ok), reply.value.reason

@@ -33,6 +33,7 @@ from tierflow.agents.loop.common import ACT, HUMAN_REVIEW, RESPONDER, next_node
 from tierflow.agents.loop.events import check_events, publish
 from tierflow.agents.spec import PlanItem, StepKind, StepSpec, ToolBox
 from tierflow.agents.workers import default_plan as plan_in_order
+from tierflow.graphs.recording import recorded
 from tierflow.graphs.state import RESET, ClientFunctionsInput, TieredInput, TieredOutput, TieredState
 from tierflow.model_tiers import TierRegistry, TierRunContext, apply_run_context, load_tier_config
 from tierflow.model_tiers.config import coerce_context
@@ -329,7 +330,7 @@ def build_graph(
     finish = _finisher(workflow, provider)
 
     def node(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return _guarded(_ending(fn, finish))
+        return _guarded(recorded(_ending(fn, finish), workflow, lambda: provider.base_registry().config, tiers_file))
 
     graph.add_node(ROUTER, node(_router(workflow)), destinations=(*entry, *step_names, END))
     after_step = (*step_names, *((ACT,) if has_tools else ()), HUMAN_REVIEW, END)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from tierflow.model_tiers.call_cache import TierScopedCache, releasing_claims, tier_scope
 from tierflow.model_tiers.errors import ConfigError, InvalidModelOutput, TierflowError, TierMisconfigured, TierUnreachable
 from tierflow.model_tiers.ledger import CACHE_HIT_KEY, CACHE_SAVED_KEY, CONFIDENCE_KEY, Usage, estimate_tokens
+from tierflow.model_tiers.ledger_store import record_call
 from tierflow.model_tiers.provider_errors import classify_provider_error
 from tierflow.model_tiers.providers import build_chat_model, get_provider, key_env_of
 from tierflow.model_tiers.providers._tool_calling import ToolCallingChatModel, messages_as_text
@@ -234,15 +235,22 @@ class TierRegistry:
             except InvalidModelOutput as err:
                 if err.usage is None:
                     err.usage = _failed_call_usage(spec, messages, started, "invalid output")
+                if isinstance(err.usage, Usage):
+                    record_call(spec, self.config, err.usage)
                 raise
-            except TierflowError:
+            except TierflowError as err:
+                if isinstance(failed := getattr(err, "usage", None), Usage):
+                    record_call(spec, self.config, failed)
                 raise
             except Exception as exc:
                 typed = self._classified(spec, exc, messages, started)
                 if typed is exc:
                     raise
+                if isinstance(failed := getattr(typed, "usage", None), Usage):
+                    record_call(spec, self.config, failed)  # a paid request that brought back no reply
                 raise typed from exc
         usage = _message_usage(spec, message, messages, time.perf_counter() - started)
+        record_call(spec, self.config, usage)
         return ModelReply(value=value, message=message, usage=usage)
 
     def _classified(self, spec: TierSpec, exc: Exception, messages: Sequence[BaseMessage], started: float) -> Exception:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, Unpack
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 from tierflow._results import EvalResult
 from tierflow._run import GraphLike, resolve_entry
@@ -85,6 +85,8 @@ class EvalOptions(TypedDict, total=False):
     ended in an error; `report_only` rewrites the report from the recorded results;
     `whole_graph` runs every case through the whole graph; `case_timeout_s` bounds one case;
     `call_cache` [True] reuses identical model calls across policies; `progress` shows bars.
+    `ledger_source` ["eval"]: what the ledger store records the calls as ("finetune" for an
+    eval that measures a fine-tuned adapter).
     """
 
     policies: Sequence[str] | None
@@ -103,6 +105,7 @@ class EvalOptions(TypedDict, total=False):
     whole_graph: bool
     case_timeout_s: float | None
     call_cache: bool
+    ledger_source: Literal["eval", "finetune"]
 
 
 def prepare_eval(graph: GraphLike, dataset: PathLike | None = None, **options: Unpack[EvalOptions]) -> EvalJob:
@@ -142,6 +145,7 @@ def prepare_eval(graph: GraphLike, dataset: PathLike | None = None, **options: U
         whole_graph=options.get("whole_graph", False),
         case_timeout_s=options.get("case_timeout_s"),
         call_cache=options.get("call_cache", True),
+        ledger_source=options.get("ledger_source", "eval"),
     )
     return EvalJob(entry=entry, suite=chosen_suite, policies=chosen, settings=settings)
 

@@ -24,6 +24,7 @@ from tierflow.graphs.run_output import clip
 from tierflow.model_tiers import ConfigError, TierConfig, TierRegistry, TierRunContext, apply_run_context, load_tier_config, summarize
 from tierflow.model_tiers.config import coerce_context
 from tierflow.model_tiers.home import corrupt_database_message, home_dir, write_crash_log
+from tierflow.model_tiers.ledger_store.scope import ledger_source
 
 __all__ = [
     "ANSWER_FORMS",
@@ -235,11 +236,12 @@ def _drive(session: _Session, thread: str, payload: Any, *, resuming: bool) -> R
     if session.on_event is not None:
         start = {"type": "start", "graph": session.entry.name, "thread": thread, "policy": session.tier_config.policy, "resuming": resuming}
         session.on_event(start)
-    _stream(session, graph, payload, config)
-    question = _pending_question(graph, config)
-    while question is not None and session.ask is not None:
-        _stream(session, graph, Command(resume=session.ask(question)), config)
+    with ledger_source("run"):
+        _stream(session, graph, payload, config)
         question = _pending_question(graph, config)
+        while question is not None and session.ask is not None:
+            _stream(session, graph, Command(resume=session.ask(question)), config)
+            question = _pending_question(graph, config)
     return _result(session, thread, graph.get_state(config).values, question)
 
 

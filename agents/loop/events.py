@@ -38,6 +38,7 @@ EventKind = Literal[
     "human_reject",  # a reviewer rejected the step: the run fails
     "judge_fault",  # the LLM judge could not answer: the cheaper checks' verdict stands
     "run_error",  # a misconfigured tier or a crashed check / tool stopped the run
+    "ledger_error",  # the ledger store could not be written: the run went on without it
 ]
 # model_call: a call and its error kind, as it ends; proposal: the candidate an attempt hands
 # the verifier (the eval harness matches candidates to ground truth with it); final: the end.

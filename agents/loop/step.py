@@ -49,6 +49,7 @@ from tierflow.agents.loop.ladder import (
 from tierflow.agents.prompts import step_messages, user_prompt
 from tierflow.agents.spec import Attempt, Failure, PlanItem, Proposal, StepInput, StepKind, StepNeeds, StepSpec
 from tierflow.model_tiers import InvalidModelOutput, TierConfig, TierflowError, TierMisconfigured, TierUnreachable, ToolRefusal
+from tierflow.model_tiers.ledger_store.scope import current_scope
 from tierflow.model_tiers.providers._tool_calling import messages_as_text
 
 if TYPE_CHECKING:
@@ -158,6 +159,8 @@ def make_step_node(spec: StepSpec, resolve: ServiceResolver, verify: Verify) -> 
         inp = step_input(state, item, services)
         att = attempt_for(state, item)
         att["number"] += 1
+        if (scope := current_scope()) is not None:
+            scope.at(item_id=item.id, step=item.step, attempt=att["number"], role=spec.role)
         base = Proposal(item_id=item.id, step=item.step, attempt=att["number"])
         proposal: Proposal
 

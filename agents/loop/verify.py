@@ -41,6 +41,7 @@ from tierflow.agents.signals import CheckOutcome, attempt_signals
 from tierflow.agents.spec import Failure, PlanItem, Proposal, StepInput, StepKind, StepNeeds, StepSpec
 from tierflow.model_tiers import TierConfig, TierflowError
 from tierflow.model_tiers.ledger import UsageRecord
+from tierflow.model_tiers.ledger_store.scope import labelled_calls
 
 __all__ = [
     "make_verifier",
@@ -112,7 +113,8 @@ def _judge(services: Services, spec: StepSpec, inp: StepInput, value: Any) -> tu
         HumanMessage(f"Step: {spec.name}\nInstructions: {spec.instructions}\n\n{user_prompt(spec, inp)}\n\nAnswer to review:\n{value}"),
     ]
     try:
-        reply = services.registry.call(tier, messages, schema=JudgeVerdict)
+        with labelled_calls(f"{spec.name}.judge", role="judge"):
+            reply = services.registry.call(tier, messages, schema=JudgeVerdict)
     except TierflowError as err:
         # An unusable judge is recorded, and the step keeps the verdict of the cheaper checks.
         return None, [], [{"type": "judge_fault", "step": spec.name, "tier": tier, "reason": str(err)}]

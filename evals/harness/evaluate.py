@@ -22,6 +22,7 @@ from tierflow.graphs.catalog import GraphEntry, resolve_graph
 from tierflow.model_tiers import ConfigError, TierConfig, TierRegistry, load_tier_config
 from tierflow.model_tiers.call_cache import CALL_CACHE_FILE, SQLiteCallCache
 from tierflow.model_tiers.home import home_dir
+from tierflow.model_tiers.ledger_store.scope import Source, ledger_source
 from tierflow.model_tiers.providers.replay import replayed_from
 
 __all__ = ["EvalSettings", "EvalResult", "run_eval", "default_out_dir", "effective_tier_config"]
@@ -51,6 +52,9 @@ class EvalSettings:
     # Identical model calls of the run's policies are made once, in <run folder>/call_cache.sqlite
     # (the policies see the same answers; a rerun replays them). False: every call is made.
     call_cache: bool = True
+    # What the ledger store records these calls as: "eval", or "finetune" where the eval
+    # measures a fine-tuned adapter (reports keep both apart from production runs).
+    ledger_source: Source = "eval"
 
 
 @dataclass(frozen=True)
@@ -145,19 +149,20 @@ def _run_pending(
     # No checkpointer: the runner reads state and interrupts from the stream (see runner).
     graph = entry.build(**build_options)
     try:
-        return run_cases(
-            graph,
-            suite,
-            dataset,
-            settings.policies,
-            store,
-            kinds=kinds,
-            concurrency=settings.concurrency,
-            progress=settings.progress,
-            retry_errors=settings.retry_errors,
-            resources=resources,
-            time_budget_s=settings.case_timeout_s,
-        )
+        with ledger_source(settings.ledger_source):
+            return run_cases(
+                graph,
+                suite,
+                dataset,
+                settings.policies,
+                store,
+                kinds=kinds,
+                concurrency=settings.concurrency,
+                progress=settings.progress,
+                retry_errors=settings.retry_errors,
+                resources=resources,
+                time_budget_s=settings.case_timeout_s,
+            )
     finally:
         if cache is not None:
             cache.close()

@@ -23,6 +23,7 @@ thread runs one node at a time.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
@@ -385,7 +386,9 @@ def run_cases(
         task = bar.add_task(f"{suite.name}: {len(jobs)} runs ({skipped} already recorded)", total=len(jobs))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierflow-eval")
         try:
-            futures = [pool.submit(work, policy, case) for policy, case in jobs]
+            # Each case in a copy of this context: the ledger source named around the run
+            # (and any scope) reaches the worker threads.
+            futures = [pool.submit(contextvars.copy_context().run, work, policy, case) for policy, case in jobs]
             for future in as_completed(futures):
                 record = future.result()
                 bar.update(task, advance=1, description=f"{suite.name}: {record.policy} {record.case_id} -> {record.status}")

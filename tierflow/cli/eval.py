@@ -83,6 +83,7 @@ def _eval(args: argparse.Namespace) -> int:
         whole_graph=args.whole_graph,
         case_timeout_s=args.case_timeout,
         call_cache=not args.no_call_cache,
+        ledger_source=args.ledger_source,
     )
     out = Console(stderr=True, width=console.width) if args.json else console
     policies = ", ".join(p.name for p in job.policies)
@@ -176,6 +177,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="make every model call (default: the policies share identical calls through RUN_DIR/call_cache.sqlite)",
     )
     p.add_argument("--report-only", action="store_true", help="run nothing; rebuild the report from the run folder")
+    p.add_argument(
+        "--ledger-source", choices=["eval", "finetune"], default="eval",
+        help="what the ledger store records these calls as (finetune: the eval measures a fine-tuned adapter)",
+    )
     p.add_argument(
         "--json", action="store_true", help="print the result (tierflow.EvalResult) as one JSON document on stdout (the summary on stderr)"
     )
